@@ -1,0 +1,704 @@
+"""Async client for the parts of the Boomi Platform API that the exporter uses.
+
+One `BoomiClient` per Boomi account: it owns the account's `aiohttp.ClientSession`, its rate
+limiter (the account's request budget, shared by the poller and remediation), retries with
+backoff and jitter, the back-off after rejected credentials, and request instrumentation.
+Parsing of every response shape is done by pure functions at the top of the module so it can be
+tested table-driven without a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+LISTENER_STATUSES = ("listening", "paused", "errored", "unknown")
+CHANGE_ACTIONS = ("restart", "restart_all", "pause", "pause_all", "resume", "resume_all")
+
+# Operation names used in metrics and errors (the contract in design.md).
+OP_QUERY = "listener_status_query"
+OP_RESULT = "listener_status_result"
+OP_CHANGE = "change_listener_status"
+OP_ATOM = "atom_query"
+OP_PROCESS = "process_query"
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+RequestObserver = Callable[[str, str, str, float], None]
+"""Called once per HTTP attempt with (account_id, operation, code, seconds)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: one class per outcome the caller handles differently.
+
+
+class BoomiError(Exception):
+    """Base class: a Boomi API call failed. The message is one sentence for the user."""
+
+    def __init__(self, message: str, *, operation: str = "", container_id: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.container_id = container_id
+
+
+class AuthError(BoomiError):
+    """Boomi rejected the credentials (401/403); the client backs off for the whole account."""
+
+
+class RateLimited(BoomiError):
+    """Boomi kept answering 503 (over the account's rate limit) after every retry."""
+
+
+class TokenExpired(BoomiError):
+    """An async token's result is gone (HTTP 204) or the token is invalid (HTTP 410)."""
+
+
+class ResultTimeout(BoomiError):
+    """An async result did not settle within the configured bound."""
+
+
+class ApiError(BoomiError):
+    """Boomi answered an error (4xx/5xx) or could not be reached."""
+
+    def __init__(
+        self, message: str, *, operation: str = "", container_id: str = "", code: str = ""
+    ) -> None:
+        super().__init__(message, operation=operation, container_id=container_id)
+        self.code = code
+
+
+class MalformedResponse(BoomiError):
+    """Boomi answered something that is not the documented shape."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Domain values and pure parsing.
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerStatus:
+    """One listener's status as Boomi reported it, normalised."""
+
+    listener_id: str
+    status: str  # one of LISTENER_STATUSES
+    connector_type: str  # Boomi's raw value, "" when Boomi omits it
+    raw_status: str  # as Boomi sent it, kept for logs when it normalises to "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncResult:
+    """One answer of the ListenerStatus result endpoint: settled or still working."""
+
+    settled: bool
+    listeners: tuple[ListenerStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """A Boomi runtime ("container"): Atom, Molecule or Cloud."""
+
+    container_id: str
+    name: str
+    status: str
+    type: str
+    host_name: str
+
+
+def normalize_status(raw: object) -> str:
+    """Map Boomi's status value to one of LISTENER_STATUSES; anything unexpected is "unknown"."""
+    if isinstance(raw, str):
+        value = raw.strip().lower()
+        if value in LISTENER_STATUSES:
+            return value
+    return "unknown"
+
+
+def _fail(operation: str, container_id: str, what: str) -> MalformedResponse:
+    where = f" for container {container_id}" if container_id else ""
+    return MalformedResponse(
+        f"Boomi answered {operation}{where} with {what}",
+        operation=operation,
+        container_id=container_id,
+    )
+
+
+def _as_mapping(body: object, operation: str, container_id: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise _fail(operation, container_id, f"a JSON {type(body).__name__}, not an object")
+    return body
+
+
+def parse_query_token(body: object, *, container_id: str = "") -> str:
+    """Return the async token from a ListenerStatus query answer."""
+    mapping = _as_mapping(body, OP_QUERY, container_id)
+    token_obj = mapping.get("asyncToken")
+    token = token_obj.get("token") if isinstance(token_obj, Mapping) else None
+    if not isinstance(token, str) or not token.strip():
+        raise _fail(OP_QUERY, container_id, "no asyncToken.token")
+    return token
+
+
+def parse_listener_status_result(body: object, *, container_id: str = "") -> AsyncResult:
+    """Decide from a ListenerStatus result body whether it settled, and read its listeners.
+
+    The body's `responseStatusCode` decides, not the HTTP status. A 202 with
+    `numberOfResults: 0` is the reported settled-but-empty quirk. `AsyncOperationStatus` rows
+    ("Connecting to runtime...") are progress notes, not listeners.
+    """
+    mapping = _as_mapping(body, OP_RESULT, container_id)
+    code = mapping.get("responseStatusCode")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise _fail(OP_RESULT, container_id, "no numeric responseStatusCode")
+    count = mapping.get("numberOfResults")
+    rows = mapping.get("result", [])
+    if rows is None:
+        rows = []
+    if not isinstance(rows, list):
+        raise _fail(OP_RESULT, container_id, "a 'result' that is not a list")
+    if code == 202:
+        if count == 0 and not isinstance(count, bool):
+            return AsyncResult(settled=True)
+        return AsyncResult(settled=False)
+    if code != 200:
+        raise ApiError(
+            f"Boomi reported responseStatusCode {code} for the ListenerStatus result"
+            f" of container {container_id}",
+            operation=OP_RESULT,
+            container_id=container_id,
+            code=str(code),
+        )
+    listeners: list[ListenerStatus] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise _fail(OP_RESULT, container_id, f"result[{index}] that is not an object")
+        if row.get("@type") == "AsyncOperationStatus":
+            continue
+        listener_id = row.get("listenerId")
+        if not isinstance(listener_id, str) or not listener_id:
+            raise _fail(OP_RESULT, container_id, f"result[{index}] without a listenerId")
+        raw_status = row.get("status")
+        connector_type = row.get("connectorType")
+        listeners.append(
+            ListenerStatus(
+                listener_id=listener_id,
+                status=normalize_status(raw_status),
+                connector_type=connector_type if isinstance(connector_type, str) else "",
+                raw_status=raw_status if isinstance(raw_status, str) else repr(raw_status),
+            )
+        )
+    return AsyncResult(settled=True, listeners=tuple(listeners))
+
+
+def parse_atom_page(body: object) -> tuple[list[Atom], str | None]:
+    """Read one page of an Atom query: the runtimes and the token of the next page, if any."""
+    mapping = _as_mapping(body, OP_ATOM, "")
+    rows = mapping.get("result", [])
+    if not isinstance(rows, list):
+        raise _fail(OP_ATOM, "", "a 'result' that is not a list")
+    atoms: list[Atom] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not isinstance(row.get("id"), str):
+            raise _fail(OP_ATOM, "", f"result[{index}] without an id")
+        atoms.append(
+            Atom(
+                container_id=row["id"],
+                name=str(row.get("name") or ""),
+                status=str(row.get("status") or "UNKNOWN").upper(),
+                type=str(row.get("type") or "").upper(),
+                host_name=str(row.get("hostName") or ""),
+            )
+        )
+    token = mapping.get("queryToken")
+    return atoms, token if isinstance(token, str) and token else None
+
+
+def parse_process_bulk(body: object) -> dict[str, str]:
+    """Read a Process/bulk GET answer into {process id: name}; failed entries are left out."""
+    mapping = _as_mapping(body, OP_PROCESS, "")
+    rows = mapping.get("response", [])
+    if not isinstance(rows, list):
+        raise _fail(OP_PROCESS, "", "a 'response' that is not a list")
+    names: dict[str, str] = {}
+    for row in rows:
+        if not isinstance(row, Mapping) or row.get("statusCode") != 200:
+            continue
+        result = row.get("Result")
+        if isinstance(result, Mapping):
+            process_id, name = result.get("id"), result.get("name")
+            if isinstance(process_id, str) and isinstance(name, str):
+                names[process_id] = name
+    return names
+
+
+def listener_status_filter(container_id: str, listener_id: str | None = None) -> dict[str, Any]:
+    """The QueryFilter body for a ListenerStatus query of one container (or one listener)."""
+    container = {"argument": [container_id], "operator": "EQUALS", "property": "containerId"}
+    if listener_id is None:
+        return {"QueryFilter": {"expression": container}}
+    listener = {"argument": [listener_id], "operator": "EQUALS", "property": "listenerId"}
+    return {
+        "QueryFilter": {
+            "expression": {"operator": "and", "nestedExpression": [container, listener]}
+        }
+    }
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header given in seconds; HTTP dates are ignored (not seen from Boomi)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limiting.
+
+
+class RateLimiter:
+    """At most `rate` requests in any window of one second, shared by every caller of an account.
+
+    A sliding log of send times rather than a token bucket: a bucket lets a full burst follow a
+    full second, which Boomi's window counts as too many. Waiters are served in arrival order.
+    `pause(seconds)` holds every caller back after Boomi said 503, so a shared account recovers.
+    """
+
+    # Requests leave here a little before Boomi counts them; the margin absorbs that skew.
+    WINDOW_MARGIN_SECONDS = 0.025
+
+    def __init__(self, rate: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if rate >= 1:
+            self.capacity, self.window = int(rate), 1.0
+        else:
+            self.capacity, self.window = 1, 1.0 / rate
+        self.window += self.WINDOW_MARGIN_SECONDS
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for `seconds` from now (extends, never shortens, a pause in force)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def _delay(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - self.window:
+            self._sent.popleft()
+        delay = self._paused_until - now
+        if len(self._sent) >= self.capacity:
+            delay = max(delay, self._sent[0] + self.window - now)
+        return delay
+
+    async def acquire(self) -> None:
+        """Wait until one more request fits in the window, and record it as sent."""
+        async with self._lock:
+            while (delay := self._delay(self._clock())) > 0:
+                await self._sleep(delay)
+            self._sent.append(self._clock())
+
+
+# ---------------------------------------------------------------------------------------------
+# The client.
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed request is retried."""
+
+    attempts: int = 4  # total tries for a retryable failure
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full-jitter exponential backoff for the given retry number (1-based)."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class _Retryable(Exception):
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int
+    body: object  # parsed JSON, or None for an empty body
+
+
+class BoomiClient:
+    """The Boomi Platform API for one account: ListenerStatus, changeListenerStatus, Atom, Process.
+
+    Use as `async with BoomiClient(...) as client:`; every method may raise the typed errors above
+    and nothing else (transport failures become `ApiError` with code "error").
+    """
+
+    def __init__(
+        self,
+        account_id: str,
+        *,
+        base_url: str,
+        username: str,
+        password: str,
+        max_requests_per_second: float = 5.0,
+        request_timeout_seconds: float = 30.0,
+        auth_failure_backoff_seconds: float = 300.0,
+        retry: RetryPolicy = RetryPolicy(),
+        on_request: RequestObserver | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.account_id = account_id
+        self._url = f"{base_url.rstrip('/')}/{account_id}"
+        self._auth = aiohttp.BasicAuth(username, password)
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
+        self._auth_backoff = auth_failure_backoff_seconds
+        self._retry = retry
+        self._on_request = on_request
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.limiter = RateLimiter(max_requests_per_second, clock=clock, sleep=sleep)
+        self._session: aiohttp.ClientSession | None = None
+        self._auth_blocked_until = 0.0
+        self._auth_error: AuthError | None = None
+        # Seconds from query to settled result, learnt from answers, so the first GET comes when
+        # the result is likely ready rather than on a blind timer.
+        self.expected_result_delay = 1.0
+
+    async def __aenter__(self) -> BoomiClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                auth=self._auth,
+                timeout=self._timeout,
+                headers={"Accept": "application/json", "Content-Type": "application/json"},
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the account's HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the request engine -------------------------------------------------------------------
+
+    def _observe(self, operation: str, code: str, started: float) -> None:
+        if self._on_request is not None:
+            self._on_request(self.account_id, operation, code, time.perf_counter() - started)
+
+    def _check_auth_backoff(self, operation: str, container_id: str) -> None:
+        if self._auth_error is not None and self._clock() < self._auth_blocked_until:
+            remaining = self._auth_blocked_until - self._clock()
+            raise AuthError(
+                f"{self._auth_error} (not retrying for another {remaining:.0f} s"
+                " so the account is not locked)",
+                operation=operation,
+                container_id=container_id,
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        container_id: str = "",
+        json_body: object = None,
+        text_body: str | None = None,
+        retry_server_errors: bool = True,
+    ) -> _Answer:
+        """One logical call: rate-limited attempts with retries; returns status and JSON body."""
+        self._check_auth_backoff(operation, container_id)
+        where = f" for container {container_id}" if container_id else ""
+        last: _Retryable | None = None
+        for attempt in range(1, self._retry.attempts + 1):
+            if last is not None:
+                delay = self._retry.delay(attempt - 1, self._rng)
+                if last.retry_after is not None:
+                    delay = max(delay, last.retry_after)
+                if last.code == "503":
+                    self.limiter.pause(delay)
+                else:
+                    await self._sleep(delay)
+            try:
+                return await self._attempt(
+                    method=method,
+                    path=path,
+                    operation=operation,
+                    container_id=container_id,
+                    json_body=json_body,
+                    text_body=text_body,
+                    where=where,
+                )
+            except _Retryable as exc:
+                last = exc
+                if exc.code not in ("503",) and not retry_server_errors:
+                    break
+                log.debug(
+                    "account %s: %s%s attempt %d failed: %s",
+                    self.account_id,
+                    operation,
+                    where,
+                    attempt,
+                    exc,
+                )
+        assert last is not None
+        if last.code == "503":
+            raise RateLimited(
+                f"Boomi kept answering 503 (rate limit) to {operation}{where} on account"
+                f" {self.account_id}; is something else using the account's request budget?",
+                operation=operation,
+                container_id=container_id,
+            )
+        raise ApiError(
+            f"{operation}{where} on account {self.account_id} failed: {last}",
+            operation=operation,
+            container_id=container_id,
+            code=last.code,
+        )
+
+    async def _attempt(
+        self,
+        *,
+        method: str,
+        path: str,
+        operation: str,
+        container_id: str,
+        json_body: object,
+        text_body: str | None,
+        where: str,
+    ) -> _Answer:
+        await self.limiter.acquire()
+        self._check_auth_backoff(operation, container_id)
+        session = self._get_session()
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if text_body is not None:
+            kwargs["data"] = text_body.encode()
+            kwargs["headers"] = {"Content-Type": "text/plain"}
+        elif json_body is not None:
+            kwargs["json"] = json_body
+        try:
+            async with session.request(method, f"{self._url}/{path}", **kwargs) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                content_type = response.content_type
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._observe(operation, "error", started)
+            kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise _Retryable("error", f"transport failure ({kind})") from exc
+        self._observe(operation, str(status), started)
+        if status in (401, 403):
+            self._auth_error = AuthError(
+                f"Boomi rejected the credentials of account {self.account_id} (HTTP {status});"
+                " check the username (API tokens use BOOMI_TOKEN.<user>), the password or"
+                " token, and the API and Atom Management privileges",
+                operation=operation,
+                container_id=container_id,
+            )
+            self._auth_blocked_until = self._clock() + self._auth_backoff
+            raise self._auth_error
+        if status == 503:
+            raise _Retryable("503", "HTTP 503", retry_after)
+        if status >= 500:
+            raise _Retryable(str(status), f"HTTP {status}", retry_after)
+        # A good answer clears an old credentials failure (the password was fixed).
+        self._auth_error = None
+        if status == 204 or not raw.strip():
+            return _Answer(status, None)
+        if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):
+            if status >= 400:
+                raise ApiError(
+                    f"{operation}{where} on account {self.account_id} failed: HTTP {status}",
+                    operation=operation,
+                    container_id=container_id,
+                    code=str(status),
+                )
+            raise _fail(operation, container_id, f"a {content_type or 'non-JSON'} body")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise _fail(operation, container_id, "a body that is not valid JSON") from None
+        if status >= 400:
+            message = body.get("message") if isinstance(body, Mapping) else None
+            detail = f": {message}" if isinstance(message, str) else ""
+            raise ApiError(
+                f"{operation}{where} on account {self.account_id} failed: HTTP {status}{detail}",
+                operation=operation,
+                container_id=container_id,
+                code=str(status),
+            )
+        return _Answer(status, body)
+
+    # -- ListenerStatus -----------------------------------------------------------------------
+
+    async def query_listener_status(self, container_id: str, listener_id: str | None = None) -> str:
+        """Start a ListenerStatus query for a container (or one listener); return the token."""
+        answer = await self._request(
+            "POST",
+            "async/ListenerStatus/query",
+            OP_QUERY,
+            container_id=container_id,
+            json_body=listener_status_filter(container_id, listener_id),
+        )
+        return parse_query_token(answer.body, container_id=container_id)
+
+    async def listener_status_result(self, token: str, *, container_id: str = "") -> AsyncResult:
+        """Fetch an async result once: settled with listeners, or not yet settled.
+
+        Raises TokenExpired on HTTP 204 (result consumed or older than 30 minutes) and 410.
+        """
+        answer = await self._request(
+            "GET",
+            f"async/ListenerStatus/response/{token}",
+            OP_RESULT,
+            container_id=container_id,
+        )
+        if answer.status in (204, 410) or answer.body is None:
+            raise TokenExpired(
+                f"the ListenerStatus result for container {container_id} is gone"
+                f" (HTTP {answer.status})",
+                operation=OP_RESULT,
+                container_id=container_id,
+            )
+        return parse_listener_status_result(answer.body, container_id=container_id)
+
+    async def fetch_listener_statuses(
+        self,
+        container_id: str,
+        listener_id: str | None = None,
+        *,
+        result_timeout_seconds: float = 120.0,
+    ) -> tuple[ListenerStatus, ...]:
+        """The whole cycle: query, wait, GET until settled; start over once if the token is gone.
+
+        The first GET waits for the learnt result delay, the next one a quarter of it, later ones
+        back off to at most 5 s.
+        Raises ResultTimeout when nothing settles within `result_timeout_seconds`.
+        """
+        deadline = self._clock() + result_timeout_seconds
+        restarts_left = 1
+        while True:
+            token = await self.query_listener_status(container_id, listener_id)
+            queried_at = self._clock()
+            wait = self.expected_result_delay
+            first_get = True
+            while True:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise ResultTimeout(
+                        f"the ListenerStatus result for container {container_id} did not settle"
+                        f" within {result_timeout_seconds:g} s; is the runtime online?",
+                        operation=OP_RESULT,
+                        container_id=container_id,
+                    )
+                await self._sleep(min(wait, remaining))
+                try:
+                    result = await self.listener_status_result(token, container_id=container_id)
+                except TokenExpired:
+                    if restarts_left == 0:
+                        raise
+                    restarts_left -= 1
+                    log.debug("container %s: token %s gone, querying again", container_id, token)
+                    break
+                if result.settled:
+                    self._learn_result_delay(self._clock() - queried_at)
+                    return result.listeners
+                # Just missed: look again soon, then back off for a slow or offline runtime.
+                wait = max(0.2, self.expected_result_delay / 4) if first_get else min(wait * 2, 5.0)
+                first_get = False
+
+    def _learn_result_delay(self, observed: float) -> None:
+        # Moving average; aim a little early, since an early GET costs one request and a late
+        # one costs freshness for every container.
+        self.expected_result_delay = max(
+            0.05, min(30.0, 0.8 * self.expected_result_delay + 0.2 * observed * 0.9)
+        )
+
+    # -- changeListenerStatus -----------------------------------------------------------------
+
+    async def change_listener_status(
+        self, container_id: str, action: str, listener_id: str | None = None
+    ) -> None:
+        """Ask Boomi to restart, pause or resume a listener (or all with the *_all actions).
+
+        Success means Boomi accepted the request, not that it took effect: confirm with a new
+        ListenerStatus query. Only 503 is retried: after any other failure the change may or may
+        not have happened.
+        """
+        if action not in CHANGE_ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        if action.endswith("_all") != (listener_id is None):
+            raise ValueError(
+                f"action {action!r} {'must not' if listener_id else 'needs'} a listener"
+            )
+        body: dict[str, str] = {"containerId": container_id, "action": action}
+        if listener_id is not None:
+            body["listenerId"] = listener_id
+        await self._request(
+            "POST",
+            "changeListenerStatus",
+            OP_CHANGE,
+            container_id=container_id,
+            json_body=body,
+            retry_server_errors=False,
+        )
+
+    # -- names --------------------------------------------------------------------------------
+
+    async def query_atoms(self, expression: Mapping[str, Any] | None = None) -> list[Atom]:
+        """Every runtime the account has (optionally filtered), following queryMore pages."""
+        query: dict[str, Any] = {"QueryFilter": {"expression": expression}} if expression else {}
+        answer = await self._request("POST", "Atom/query", OP_ATOM, json_body=query)
+        atoms, token = parse_atom_page(answer.body)
+        while token is not None:
+            answer = await self._request("POST", "Atom/queryMore", OP_ATOM, text_body=token)
+            page, token = parse_atom_page(answer.body)
+            atoms.extend(page)
+        return atoms
+
+    async def process_names(self, process_ids: Sequence[str]) -> dict[str, str]:
+        """Names of processes (a listener id is its process id), 100 ids per Process/bulk call."""
+        names: dict[str, str] = {}
+        unique = list(dict.fromkeys(process_ids))
+        for start in range(0, len(unique), 100):
+            chunk = unique[start : start + 100]
+            answer = await self._request(
+                "POST",
+                "Process/bulk",
+                OP_PROCESS,
+                json_body={"type": "GET", "request": [{"id": pid} for pid in chunk]},
+            )
+            names.update(parse_process_bulk(answer.body))
+        return names

@@ -1,0 +1,170 @@
+"""Command line: argument parsing, logging set-up, signal handling, start and graceful stop.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, WebConfig, load_config, summarize
+from exporter.daemon import Exporter, poll_once, run_until_stopped
+from exporter.state import SnapshotStore
+
+log = logging.getLogger("exporter")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as JSON with time, level, logger and message."""
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    """Log to stderr in text or JSON; aiohttp's access log stays off."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The exporter's flags (the `simulate` subcommand has its own parser)."""
+    parser = argparse.ArgumentParser(
+        prog="boomi-listener-exporter",
+        description="Prometheus exporter for Boomi listener status. "
+        "Run 'boomi-listener-exporter simulate --help' for the Boomi API simulator.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="YAML configuration file")
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        help="address to serve /metrics on (default from the config, else 0.0.0.0:9877)",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--demo", action="store_true", help="run against an embedded Boomi API simulator"
+    )
+    mode.add_argument(
+        "--check-config", action="store_true", help="validate the config, print a summary, exit"
+    )
+    mode.add_argument("--once", action="store_true", help="poll every container once, print, exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def print_table(store: SnapshotStore) -> None:
+    """The --once output: one line per listener, and one per container that failed."""
+    print(f"{'CONTAINER':<40} {'LISTENER':<38} {'CONNECTOR':<12} STATUS")
+    for snapshot in store.containers():
+        label = snapshot.container_name or snapshot.container_id
+        if not snapshot.up:
+            print(f"{label:<40} {'-':<38} {'-':<12} POLL FAILED: {snapshot.last_error}")
+            continue
+        if not snapshot.listeners:
+            print(f"{label:<40} {'(no listeners)':<38}")
+        for listener in snapshot.listeners:
+            name = store.process_names.get(listener.listener_id, listener.listener_id)
+            print(f"{label:<40} {name:<38} {listener.connector_type or '-':<12} {listener.status}")
+
+
+def listen_address(args: argparse.Namespace, config: Config | None) -> tuple[str, int]:
+    """Host and port: the flag wins over the config file, which wins over the default."""
+    if args.listen_address:
+        web_config = WebConfig(listen_address=args.listen_address)
+    elif config is not None:
+        web_config = config.web
+    else:
+        web_config = WebConfig()
+    return web_config.host, web_config.port
+
+
+async def _serve(exporter: Exporter, host: str, port: int, banner: str = "") -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def started(bound: int) -> None:
+        if banner:
+            print(banner.format(port=bound), flush=True)
+
+    await run_until_stopped(exporter, host, port, stop, started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `boomi-listener-exporter` and `python -m exporter`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from exporter.simulate_cli import main as simulate_main
+
+        return simulate_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        if args.listen_address:
+            listen_address(args, None)
+        if args.demo:
+            from exporter.demo import run_demo
+
+            host, port = listen_address(args, None)
+            return run_demo(host, port)
+        if not args.config:
+            parser.error("--config PATH is required (or --demo)")
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"boomi-listener-exporter: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # --web.listen-address validated by WebConfig
+        print(f"boomi-listener-exporter: --web.listen-address: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check_config:
+        print(f"Configuration {args.config} is valid.")
+        print(summarize(config))
+        return EXIT_OK
+    if args.once:
+        store = asyncio.run(poll_once(config))
+        print_table(store)
+        return EXIT_OK if all(s.up for s in store.containers()) else EXIT_FAILURE
+    host, port = listen_address(args, config)
+    try:
+        asyncio.run(_serve(Exporter(config), host, port))
+    except OSError as exc:
+        log.error("cannot serve on %s:%d: %s", host, port, exc.strerror or exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,150 @@
+"""The scheduler: keeps every configured container's listener statuses fresh in the store.
+
+One asyncio task per container runs the ListenerStatus cycle (query -> token -> GET until
+settled) on the poll interval, with a start jitter of at most 10% of it, one cycle in flight at
+a time. Containers of an account share the account's `BoomiClient`, so their cycles are
+pipelined through its rate limiter: many queries in flight at once, results fetched as they
+settle. A failure is recorded for its container only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from exporter.boomi import AuthError, BoomiClient, BoomiError
+from exporter.state import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+JITTER_FRACTION = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One container to poll, with the account whose client polls it."""
+
+    account_id: str
+    container_id: str
+    name: str
+
+
+class Poller:
+    """Runs one polling task per target and records every outcome in the store."""
+
+    def __init__(
+        self,
+        clients: Mapping[str, BoomiClient],
+        store: SnapshotStore,
+        *,
+        interval_seconds: float,
+        result_timeout_seconds: float,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clients = clients
+        self._store = store
+        self._interval = interval_seconds
+        self._result_timeout = result_timeout_seconds
+        self._rng = rng or random.Random()
+        self._wall_clock = wall_clock
+        self._tasks: dict[Target, asyncio.Task[None]] = {}
+
+    def set_targets(self, targets: Iterable[Target]) -> None:
+        """Poll exactly these targets: start new ones, stop removed ones, keep the rest running."""
+        wanted = list(targets)
+        self._store.set_containers((t.account_id, t.container_id, t.name) for t in wanted)
+        for target in list(self._tasks):
+            if target not in wanted:
+                self._tasks.pop(target).cancel()
+        for target in wanted:
+            if target not in self._tasks:
+                self._tasks[target] = asyncio.create_task(
+                    self._run(target), name=f"poll {target.account_id}/{target.container_id}"
+                )
+
+    async def stop(self) -> None:
+        """Cancel every polling task and wait for them to end."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, target: Target) -> None:
+        loop = asyncio.get_running_loop()
+        next_start = loop.time()
+        while True:
+            jitter = self._rng.uniform(0, JITTER_FRACTION * self._interval)
+            await asyncio.sleep(max(0.0, next_start + jitter - loop.time()))
+            started = loop.time()
+            await self.poll(target)
+            # Fixed cadence from the planned start; an overrun cycle skips missed slots.
+            next_start += self._interval
+            if next_start < started:
+                next_start = started + self._interval
+
+    async def poll(self, target: Target) -> bool:
+        """Run one cycle for a target and record the outcome (True: success); never raises."""
+        client = self._clients[target.account_id]
+        where = f"container {target.container_id} ({target.name or 'unnamed'})"
+        started = time.monotonic()
+        previous = self._store.get(target.account_id, target.container_id)
+        try:
+            listeners = await client.fetch_listener_statuses(
+                target.container_id, result_timeout_seconds=self._result_timeout
+            )
+        except BoomiError as exc:
+            self._store.record_failure(
+                target.account_id,
+                target.container_id,
+                str(exc),
+                duration_seconds=time.monotonic() - started,
+            )
+            was_up = previous is None or not previous.polled or previous.up
+            level = logging.WARNING if was_up and not isinstance(exc, AuthError) else logging.DEBUG
+            if isinstance(exc, AuthError) and (previous is None or previous.last_error != str(exc)):
+                level = logging.ERROR
+            log.log(level, "polling %s failed: %s", where, exc)
+            return False
+        except Exception:
+            # A bug must not stop this container's polling, nor anyone else's.
+            log.exception("polling %s failed unexpectedly", where)
+            self._store.record_failure(
+                target.account_id,
+                target.container_id,
+                "internal error (see the log)",
+                duration_seconds=time.monotonic() - started,
+            )
+            return False
+        self._store.record_success(
+            target.account_id,
+            target.container_id,
+            listeners,
+            duration_seconds=time.monotonic() - started,
+            now=self._wall_clock(),
+        )
+        if previous is not None and previous.polled and not previous.up:
+            log.info("polling %s works again", where)
+        known = (
+            {(item.listener_id, item.raw_status) for item in previous.listeners}
+            if previous
+            else set()
+        )
+        for listener in listeners:
+            # Once per listener and raw value, so an odd status is visible but not repeated.
+            if (
+                listener.status == "unknown"
+                and (listener.listener_id, listener.raw_status) not in known
+            ):
+                log.info(
+                    "%s: listener %s has status %r, published as unknown",
+                    where,
+                    listener.listener_id,
+                    listener.raw_status,
+                )
+        return True

@@ -1,0 +1,65 @@
+"""`boomi-listener-exporter simulate`: run the Boomi API simulator alone, until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Sequence
+
+from exporter.simulator import Simulator, describe, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of the simulate subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="boomi-listener-exporter simulate",
+        description="Serve a fake Boomi Platform API (ListenerStatus, changeListenerStatus, "
+        "Atom, Process) with a control API under /__simulator/.",
+    )
+    parser.add_argument("--listen", default="127.0.0.1:9878", metavar="HOST:PORT")
+    parser.add_argument("--account-id", default="demo-account")
+    parser.add_argument("--containers", type=int, default=3, metavar="N")
+    parser.add_argument("--listeners-per-container", type=int, default=4, metavar="M")
+    parser.add_argument("--rate-limit-rps", type=float, default=10.0, metavar="R")
+    parser.add_argument("--result-delay-seconds", type=float, default=1.0, metavar="S")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--username", default="demo@example.com")
+    parser.add_argument("--password", default="demo-password")
+    return parser
+
+
+async def _run(sim: Simulator, host: str, port: int) -> None:
+    runner, base_url = await serve(sim, host, port)
+    print(describe(sim, base_url), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the simulator; exit 2 on bad flags."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    host, sep, port_text = args.listen.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        parser.error(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    if args.containers < 0 or args.listeners_per_container < 0 or args.rate_limit_rps <= 0:
+        parser.error("--containers and --listeners-per-container must be >= 0, --rate-limit-rps > 0")
+    sim = Simulator.with_fleet(
+        account_id=args.account_id,
+        containers=args.containers,
+        listeners_per_container=args.listeners_per_container,
+        seed=args.seed,
+        rate_limit_rps=args.rate_limit_rps,
+        result_delay_seconds=args.result_delay_seconds,
+    )
+    account = sim.accounts[args.account_id]
+    account.username, account.password = args.username, args.password
+    asyncio.run(_run(sim, host.strip("[]") or "127.0.0.1", int(port_text)))
+    return 0

@@ -1,0 +1,102 @@
+"""The snapshot store: what the exporter last learnt about each container and its listeners.
+
+The poller writes it, `/metrics`, the landing page and remediation read it. Each container's
+entry is an immutable `ContainerSnapshot` replaced whole on every update, so a reader always
+sees one consistent poll result and never a half-written one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from exporter.boomi import ListenerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSnapshot:
+    """One container's last known listeners and the health of its polling."""
+
+    account_id: str
+    container_id: str
+    container_name: str
+    listeners: tuple[ListenerStatus, ...] = ()  # of the last successful poll
+    polled: bool = False  # a poll has finished (successfully or not)
+    up: bool = False  # the last poll succeeded
+    last_success_time: float | None = None  # Unix time of the last successful poll
+    last_error: str = ""  # the last failure's message, "" after a success
+    poll_duration_seconds: float | None = None  # of the last finished poll
+
+
+@dataclass
+class SnapshotStore:
+    """Per container the latest snapshot, keyed by (account_id, container_id)."""
+
+    _containers: dict[tuple[str, str], ContainerSnapshot] = field(default_factory=dict)
+    process_names: dict[str, str] = field(default_factory=dict)  # listener id -> process name
+
+    @classmethod
+    def for_containers(cls, containers: Iterable[tuple[str, str, str]]) -> SnapshotStore:
+        """A store that knows the given (account_id, container_id, name) and nothing else yet."""
+        store = cls()
+        store.set_containers(containers)
+        return store
+
+    def set_containers(self, containers: Iterable[tuple[str, str, str]]) -> None:
+        """Track exactly these containers: keep the state of known ones, forget removed ones."""
+        wanted: dict[tuple[str, str], ContainerSnapshot] = {}
+        for account_id, container_id, name in containers:
+            key = (account_id, container_id)
+            old = self._containers.get(key)
+            wanted[key] = (
+                replace(old, container_name=name)
+                if old is not None
+                else ContainerSnapshot(account_id, container_id, name)
+            )
+        self._containers = wanted
+
+    def record_success(
+        self,
+        account_id: str,
+        container_id: str,
+        listeners: Iterable[ListenerStatus],
+        *,
+        duration_seconds: float,
+        now: float,
+    ) -> None:
+        """Replace the container's listeners with a poll's result; vanished listeners go."""
+        old = self._containers.get((account_id, container_id))
+        if old is None:  # removed while its poll was in flight
+            return
+        self._containers[(account_id, container_id)] = replace(
+            old,
+            listeners=tuple(sorted(listeners, key=lambda item: item.listener_id)),
+            polled=True,
+            up=True,
+            last_success_time=now,
+            last_error="",
+            poll_duration_seconds=duration_seconds,
+        )
+
+    def record_failure(
+        self, account_id: str, container_id: str, error: str, *, duration_seconds: float
+    ) -> None:
+        """Mark a failed poll: listeners keep their last values, `up` goes to 0."""
+        old = self._containers.get((account_id, container_id))
+        if old is None:
+            return
+        self._containers[(account_id, container_id)] = replace(
+            old, polled=True, up=False, last_error=error, poll_duration_seconds=duration_seconds
+        )
+
+    def containers(self) -> list[ContainerSnapshot]:
+        """Every tracked container's snapshot, in configuration order."""
+        return list(self._containers.values())
+
+    def get(self, account_id: str, container_id: str) -> ContainerSnapshot | None:
+        """One container's snapshot, or None when it is not tracked."""
+        return self._containers.get((account_id, container_id))
+
+    def ready(self) -> bool:
+        """True once every tracked container has finished its first poll."""
+        return all(snapshot.polled for snapshot in self._containers.values())

@@ -1,0 +1,115 @@
+"""The exporter's HTTP server: landing page, /metrics, health and readiness.
+
+Every handler reads the snapshot store or the metrics registry; none of them talks to Boomi, so
+a scrape costs the same whether Boomi is fast, slow or down.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.metrics import ExporterMetrics
+from exporter.state import SnapshotStore
+
+STORE_KEY = web.AppKey("store", SnapshotStore)
+METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
+
+# Below this size gzip costs more than it saves.
+GZIP_MIN_BYTES = 1024
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """Serve the registry in text or OpenMetrics format, gzipped when the scraper accepts it."""
+    body, content_type = request.app[METRICS_KEY].render(request.headers.get("Accept"))
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) >= GZIP_MIN_BYTES:
+        body = gzip.compress(body, compresslevel=1)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+async def healthy_handler(_request: web.Request) -> web.Response:
+    """200 while the process runs."""
+    return web.Response(text="Healthy.\n")
+
+
+async def ready_handler(request: web.Request) -> web.Response:
+    """200 once every container has finished its first poll, 503 before."""
+    if request.app[STORE_KEY].ready():
+        return web.Response(text="Ready.\n")
+    return web.Response(status=503, text="Not ready: waiting for the first poll of every container.\n")
+
+
+def _age(seconds: float | None, now: float) -> str:
+    if seconds is None:
+        return "never"
+    return f"{max(0.0, now - seconds):.0f} s ago"
+
+
+async def landing_handler(request: web.Request) -> web.Response:
+    """A page for people: links, and every container and listener with its status."""
+    store = request.app[STORE_KEY]
+    now = time.time()
+    rows: list[str] = []
+    for snapshot in store.containers():
+        state = "waiting for first poll" if not snapshot.polled else ("up" if snapshot.up else "down")
+        error = f"<br><small>{html.escape(snapshot.last_error)}</small>" if snapshot.last_error else ""
+        rows.append(
+            "<tr class='container'>"
+            f"<td colspan=2><b>{html.escape(snapshot.container_name or snapshot.container_id)}</b>"
+            f"<br><small>{html.escape(snapshot.account_id)} / "
+            f"{html.escape(snapshot.container_id)}</small></td>"
+            f"<td class='{state.split()[0]}'>{state}{error}</td>"
+            f"<td>last success {_age(snapshot.last_success_time, now)}</td></tr>"
+        )
+        for listener in snapshot.listeners:
+            name = store.process_names.get(listener.listener_id, "")
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(name)}<br><small>{html.escape(listener.listener_id)}</small></td>"
+                f"<td>{html.escape(listener.connector_type) or '&ndash;'}</td>"
+                f"<td class='{listener.status}'>{listener.status}</td><td></td></tr>"
+            )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Boomi listener exporter</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; }}
+.container td {{ background: #f4f4f4; }}
+.listening, .up {{ color: #1a7f37; }} .paused, .waiting {{ color: #9a6700; }}
+.errored, .down, .unknown {{ color: #cf222e; font-weight: bold; }}
+</style></head>
+<body><h1>Boomi listener exporter</h1>
+<p>Version {html.escape(__version__)}.
+<a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a> &middot;
+<a href="/-/ready">Readiness</a></p>
+<table><tr><th>Listener</th><th>Connector</th><th>Status</th><th></th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
+
+
+def create_app(
+    store: SnapshotStore,
+    metrics: ExporterMetrics,
+    *,
+    extra_routes: Callable[[web.Application], None] | None = None,
+) -> web.Application:
+    """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook."""
+    app = web.Application()
+    app[STORE_KEY] = store
+    app[METRICS_KEY] = metrics
+    app.router.add_get("/", landing_handler)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/-/healthy", healthy_handler)
+    app.router.add_get("/-/ready", ready_handler)
+    if extra_routes is not None:
+        extra_routes(app)
+    return app
