@@ -10,6 +10,7 @@ tested table-driven without a network.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -372,7 +373,8 @@ class BoomiClient:
     ) -> None:
         self.account_id = account_id
         self._url = f"{base_url.rstrip('/')}/{account_id}"
-        self._auth = aiohttp.BasicAuth(username, password)
+        credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self._authorization = f"Basic {credentials}"
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
         self._auth_backoff = auth_failure_backoff_seconds
         self._retry = retry
@@ -397,9 +399,12 @@ class BoomiClient:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                auth=self._auth,
                 timeout=self._timeout,
-                headers={"Accept": "application/json", "Content-Type": "application/json"},
+                headers={
+                    "Accept": "application/json",
+                    "Content-Type": "application/json",
+                    "Authorization": self._authorization,
+                },
                 raise_for_status=False,
             )
         return self._session
@@ -436,8 +441,12 @@ class BoomiClient:
         json_body: object = None,
         text_body: str | None = None,
         retry_server_errors: bool = True,
+        answer_statuses: tuple[int, ...] = (),
     ) -> _Answer:
-        """One logical call: rate-limited attempts with retries; returns status and JSON body."""
+        """One logical call: rate-limited attempts with retries; returns status and JSON body.
+
+        Error statuses in `answer_statuses` are returned (without a body) instead of raised.
+        """
         self._check_auth_backoff(operation, container_id)
         where = f" for container {container_id}" if container_id else ""
         last: _Retryable | None = None
@@ -459,6 +468,7 @@ class BoomiClient:
                     json_body=json_body,
                     text_body=text_body,
                     where=where,
+                    answer_statuses=answer_statuses,
                 )
             except _Retryable as exc:
                 last = exc
@@ -497,6 +507,7 @@ class BoomiClient:
         json_body: object,
         text_body: str | None,
         where: str,
+        answer_statuses: tuple[int, ...],
     ) -> _Answer:
         await self.limiter.acquire()
         self._check_auth_backoff(operation, container_id)
@@ -535,7 +546,7 @@ class BoomiClient:
             raise _Retryable(str(status), f"HTTP {status}", retry_after)
         # A good answer clears an old credentials failure (the password was fixed).
         self._auth_error = None
-        if status == 204 or not raw.strip():
+        if status == 204 or status in answer_statuses or not raw.strip():
             return _Answer(status, None)
         if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):
             if status >= 400:
@@ -584,6 +595,7 @@ class BoomiClient:
             f"async/ListenerStatus/response/{token}",
             OP_RESULT,
             container_id=container_id,
+            answer_statuses=(410,),
         )
         if answer.status in (204, 410) or answer.body is None:
             raise TokenExpired(
@@ -661,7 +673,7 @@ class BoomiClient:
             raise ValueError(f"unknown action {action!r}")
         if action.endswith("_all") != (listener_id is None):
             raise ValueError(
-                f"action {action!r} {'must not' if listener_id else 'needs'} a listener"
+                f"action {action!r} {'must not name' if listener_id else 'needs'} a listener"
             )
         body: dict[str, str] = {"containerId": container_id, "action": action}
         if listener_id is not None:

@@ -16,14 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, WebConfig, load_config, summarize
+from exporter.config import Config, ConfigError, load_config, parse_listen_address, summarize
 from exporter.daemon import Exporter, poll_once, run_until_stopped
+from exporter.demo import run_demo
+from exporter.simulate_cli import main as simulate_main
 from exporter.state import SnapshotStore
 
 log = logging.getLogger("exporter")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
 
 
 class JsonFormatter(logging.Formatter):
@@ -100,12 +103,10 @@ def print_table(store: SnapshotStore) -> None:
 def listen_address(args: argparse.Namespace, config: Config | None) -> tuple[str, int]:
     """Host and port: the flag wins over the config file, which wins over the default."""
     if args.listen_address:
-        web_config = WebConfig(listen_address=args.listen_address)
-    elif config is not None:
-        web_config = config.web
-    else:
-        web_config = WebConfig()
-    return web_config.host, web_config.port
+        return parse_listen_address(args.listen_address)
+    if config is not None:
+        return config.web.host, config.web.port
+    return parse_listen_address(DEFAULT_LISTEN_ADDRESS)
 
 
 async def _serve(exporter: Exporter, host: str, port: int, banner: str = "") -> None:
@@ -125,8 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `boomi-listener-exporter` and `python -m exporter`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulate"]:
-        from exporter.simulate_cli import main as simulate_main
-
         return simulate_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -135,8 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.listen_address:
             listen_address(args, None)
         if args.demo:
-            from exporter.demo import run_demo
-
             host, port = listen_address(args, None)
             return run_demo(host, port)
         if not args.config:
@@ -145,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"boomi-listener-exporter: bad configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:  # --web.listen-address validated by WebConfig
+    except ValueError as exc:  # from parse_listen_address
         print(f"boomi-listener-exporter: --web.listen-address: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.check_config:

@@ -7,6 +7,7 @@ import asyncio
 import signal
 from collections.abc import Sequence
 
+from exporter.config import parse_listen_address
 from exporter.simulator import Simulator, describe, serve
 
 
@@ -46,11 +47,14 @@ def main(argv: Sequence[str]) -> int:
     """Run the simulator; exit 2 on bad flags."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    host, sep, port_text = args.listen.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        parser.error(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    try:
+        host, port = parse_listen_address(args.listen)
+    except ValueError as exc:
+        parser.error(f"--listen: {exc}")
     if args.containers < 0 or args.listeners_per_container < 0 or args.rate_limit_rps <= 0:
-        parser.error("--containers and --listeners-per-container must be >= 0, --rate-limit-rps > 0")
+        parser.error(
+            "--containers and --listeners-per-container must be >= 0, --rate-limit-rps > 0"
+        )
     sim = Simulator.with_fleet(
         account_id=args.account_id,
         containers=args.containers,
@@ -58,8 +62,8 @@ def main(argv: Sequence[str]) -> int:
         seed=args.seed,
         rate_limit_rps=args.rate_limit_rps,
         result_delay_seconds=args.result_delay_seconds,
+        username=args.username,
+        password=args.password,
     )
-    account = sim.accounts[args.account_id]
-    account.username, account.password = args.username, args.password
-    asyncio.run(_run(sim, host.strip("[]") or "127.0.0.1", int(port_text)))
+    asyncio.run(_run(sim, host or "127.0.0.1", port))
     return 0

@@ -43,7 +43,9 @@ async def ready_handler(request: web.Request) -> web.Response:
     """200 once every container has finished its first poll, 503 before."""
     if request.app[STORE_KEY].ready():
         return web.Response(text="Ready.\n")
-    return web.Response(status=503, text="Not ready: waiting for the first poll of every container.\n")
+    return web.Response(
+        status=503, text="Not ready: waiting for the first poll of every container.\n"
+    )
 
 
 def _age(seconds: float | None, now: float) -> str:
@@ -58,14 +60,17 @@ async def landing_handler(request: web.Request) -> web.Response:
     now = time.time()
     rows: list[str] = []
     for snapshot in store.containers():
-        state = "waiting for first poll" if not snapshot.polled else ("up" if snapshot.up else "down")
-        error = f"<br><small>{html.escape(snapshot.last_error)}</small>" if snapshot.last_error else ""
+        if not snapshot.polled:
+            state, css = "waiting for first poll", "waiting"
+        else:
+            state = css = "up" if snapshot.up else "down"
+        error = snapshot.last_error and f"<br><small>{html.escape(snapshot.last_error)}</small>"
         rows.append(
             "<tr class='container'>"
             f"<td colspan=2><b>{html.escape(snapshot.container_name or snapshot.container_id)}</b>"
             f"<br><small>{html.escape(snapshot.account_id)} / "
             f"{html.escape(snapshot.container_id)}</small></td>"
-            f"<td class='{state.split()[0]}'>{state}{error}</td>"
+            f"<td class='{css}'>{state}{error}</td>"
             f"<td>last success {_age(snapshot.last_success_time, now)}</td></tr>"
         )
         for listener in snapshot.listeners:
@@ -80,7 +85,8 @@ async def landing_handler(request: web.Request) -> web.Response:
 <html><head><meta charset="utf-8"><title>Boomi listener exporter</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
 .container td {{ background: #f4f4f4; }}
 .listening, .up {{ color: #1a7f37; }} .paused, .waiting {{ color: #9a6700; }}
 .errored, .down, .unknown {{ color: #cf222e; font-weight: bold; }}

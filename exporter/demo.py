@@ -1,0 +1,85 @@
+"""`boomi-listener-exporter --demo`: the exporter against an embedded, flapping simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from exporter.config import Config
+from exporter.daemon import Exporter, run_until_stopped
+from exporter.simulator import Simulator, serve
+
+DEMO_ACCOUNT = "demo-account"
+DEMO_BANNER = """
+Boomi listener exporter demo (Ctrl-C to stop)
+  exporter landing page:  http://localhost:{port}/
+  metrics:                http://localhost:{port}/metrics
+  simulated Boomi API:    {base_url}/{account}   (user {username}, password {password})
+  simulator state:        {control_url}/__simulator/state
+The fleet flaps now and then: listeners go errored or paused and come back.
+"""
+
+
+def demo_config(base_url: str, sim: Simulator) -> Config:
+    """A config that polls every container of the simulator's demo account every 10 s."""
+    account = sim.accounts[DEMO_ACCOUNT]
+    return Config.model_validate(
+        {
+            "accounts": [
+                {
+                    "account_id": DEMO_ACCOUNT,
+                    "base_url": base_url,
+                    "username": account.username,
+                    "password": account.password,
+                    "max_requests_per_second": 5,
+                    "containers": [
+                        {"id": container.container_id, "name": container.name}
+                        for container in account.containers.values()
+                    ],
+                }
+            ],
+            "poll": {"interval_seconds": 10, "result_timeout_seconds": 30},
+        }
+    )
+
+
+async def _demo(host: str, port: int) -> None:
+    sim = Simulator.with_fleet(
+        account_id=DEMO_ACCOUNT, containers=3, listeners_per_container=4, result_delay_seconds=1.0
+    )
+    runner, base_url = await serve(sim, "127.0.0.1", 0)
+    flapping = asyncio.create_task(sim.flap(interval_seconds=15, probability=0.08))
+    exporter = Exporter(demo_config(base_url, sim))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    account = sim.accounts[DEMO_ACCOUNT]
+
+    def started(bound: int) -> None:
+        print(
+            DEMO_BANNER.format(
+                port=bound,
+                base_url=base_url,
+                account=DEMO_ACCOUNT,
+                username=account.username,
+                password=account.password,
+                control_url=base_url.removesuffix("/api/rest/v1"),
+            ),
+            flush=True,
+        )
+
+    try:
+        await run_until_stopped(exporter, host, port, stop, started)
+    finally:
+        flapping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flapping
+        await runner.cleanup()
+
+
+def run_demo(host: str, port: int) -> int:
+    """Run the demo until SIGINT/SIGTERM; exit code 0."""
+    asyncio.run(_demo(host, port))
+    return 0

@@ -1,0 +1,372 @@
+"""The Boomi client against the simulator over a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+
+from exporter.boomi import (
+    ApiError,
+    AuthError,
+    BoomiClient,
+    MalformedResponse,
+    RateLimited,
+    ResultTimeout,
+    TokenExpired,
+)
+from exporter.simulator import Faults
+from tests.conftest import ACCOUNT, SimServer
+
+ClientFactory = Callable[..., BoomiClient]
+
+
+def as_dict(listeners: tuple[object, ...]) -> dict[str, str]:
+    return {item.listener_id: item.status for item in listeners}  # type: ignore[attr-defined]
+
+
+async def test_full_cycle_returns_the_simulators_listeners(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    container = sim_server.container_ids()[0]
+    sim_server.sim.set_status(ACCOUNT, next(iter(sim_server.listeners_of(container))), "ERRORED")
+    listeners = await client.fetch_listener_statuses(container, result_timeout_seconds=5)
+    expected = {lid: status.lower() for lid, status in sim_server.listeners_of(container).items()}
+    assert as_dict(listeners) == expected
+    assert "errored" in expected.values()
+    connector_types = {item.connector_type for item in listeners}
+    assert "wss" in connector_types
+
+
+async def test_one_listener_query(sim_server: SimServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    container = sim_server.container_ids()[1]
+    listener_id = next(iter(sim_server.listeners_of(container)))
+    listeners = await client.fetch_listener_statuses(container, listener_id)
+    assert [item.listener_id for item in listeners] == [listener_id]
+
+
+async def test_missing_connector_type_and_odd_status_are_tolerated(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    container = sim_server.container_ids()[0]
+    sim_server.sim.add_listener(
+        ACCOUNT, container, "odd", status="UNSUPPORTED", connector_type=None
+    )
+    listeners = await make_client().fetch_listener_statuses(container)
+    odd = next(item for item in listeners if item.listener_id == "odd")
+    assert (odd.status, odd.connector_type, odd.raw_status) == ("unknown", "", "UNSUPPORTED")
+
+
+@pytest.mark.parametrize("sim_server", [{"listeners_per_container": 0}], indirect=True)
+async def test_settled_empty_container(sim_server: SimServer, make_client: ClientFactory) -> None:
+    listeners = await make_client().fetch_listener_statuses(sim_server.container_ids()[0])
+    assert listeners == ()
+
+
+@pytest.mark.parametrize("sim_server", [{"result_delay_seconds": 0.6}], indirect=True)
+async def test_slow_result_is_waited_for_and_the_delay_is_learnt(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    client.expected_result_delay = 0.05
+    container = sim_server.container_ids()[0]
+    await client.fetch_listener_statuses(container, result_timeout_seconds=5)
+    first_gets = sim_server.count("GET listener_status_result")
+    assert first_gets >= 2  # the first GET came too early
+    for _ in range(6):
+        await client.fetch_listener_statuses(container, result_timeout_seconds=5)
+    assert client.expected_result_delay > 0.3
+    sim_server.sim.reset_counters()
+    for _ in range(4):
+        await client.fetch_listener_statuses(container, result_timeout_seconds=5)
+    # Having learnt the delay, a cycle costs the query and about one GET.
+    assert sim_server.count("GET listener_status_result") / 4 <= 2.0
+
+
+async def test_result_that_never_settles_times_out(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    sim_server.sim.set_faults(Faults(never_settle_rate=1.0))
+    client = make_client()
+    with pytest.raises(ResultTimeout, match="did not settle within 0.5 s"):
+        await client.fetch_listener_statuses(
+            sim_server.container_ids()[0], result_timeout_seconds=0.5
+        )
+
+
+async def test_offline_runtime_times_out(sim_server: SimServer, make_client: ClientFactory) -> None:
+    container = sim_server.container_ids()[0]
+    sim_server.account.containers[container].status = "OFFLINE"
+    with pytest.raises(ResultTimeout) as caught:
+        await make_client().fetch_listener_statuses(container, result_timeout_seconds=0.4)
+    assert caught.value.container_id == container
+
+
+async def test_gone_result_starts_over_once_then_fails(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    sim_server.sim.set_faults(Faults(gone_rate=1.0))
+    with pytest.raises(TokenExpired):
+        await make_client().fetch_listener_statuses(sim_server.container_ids()[0])
+    assert sim_server.count("POST listener_status_query") == 2
+    gone = sim_server.count("GET listener_status_result 204") + sim_server.count(
+        "GET listener_status_result 410"
+    )
+    assert gone == 2
+
+
+async def test_gone_result_recovers_with_a_new_query(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    container = sim_server.container_ids()[0]
+    token = await client.query_listener_status(container)
+    await asyncio.sleep(0.1)
+    assert (await client.listener_status_result(token, container_id=container)).settled
+    with pytest.raises(TokenExpired, match="HTTP 204"):  # consumed
+        await client.listener_status_result(token, container_id=container)
+    with pytest.raises(TokenExpired, match="HTTP 410"):  # never issued
+        await client.listener_status_result("ListenerStatus-nope", container_id=container)
+
+
+async def test_wrong_password_raises_auth_error_and_backs_off(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    client = make_client(password="wrong-secret-123", auth_failure_backoff_seconds=60)
+    container = sim_server.container_ids()[0]
+    with pytest.raises(AuthError) as caught:
+        await client.fetch_listener_statuses(container)
+    assert "HTTP 403" in str(caught.value)
+    assert "wrong-secret-123" not in str(caught.value)
+    for _ in range(5):
+        with pytest.raises(AuthError, match="not retrying"):
+            await client.fetch_listener_statuses(container)
+    # One login attempt in all: no retries, and none during the back-off.
+    assert sum(sim_server.sim.request_counts.values()) == 1
+    assert sim_server.count("POST listener_status_query 403") == 1
+
+
+async def test_auth_backoff_ends(sim_server: SimServer, make_client: ClientFactory) -> None:
+    client = make_client(password="wrong", auth_failure_backoff_seconds=0.2)
+    container = sim_server.container_ids()[0]
+    with pytest.raises(AuthError):
+        await client.query_listener_status(container)
+    await asyncio.sleep(0.25)
+    with pytest.raises(AuthError, match="HTTP 403"):
+        await client.query_listener_status(container)
+    assert sim_server.count("POST listener_status_query 403") == 2
+
+
+async def test_api_token_user_is_accepted(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    account = sim_server.account
+    client = make_client(username=f"BOOMI_TOKEN.{account.username}", password=account.api_token)
+    assert await client.fetch_listener_statuses(sim_server.container_ids()[0])
+
+
+async def test_503_storm_is_retried_and_recovers(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    sim_server.sim.set_faults(Faults(throttle_rate=0.5))
+    client = make_client()
+    for container in sim_server.container_ids():
+        listeners = await client.fetch_listener_statuses(container, result_timeout_seconds=10)
+        assert as_dict(listeners).keys() == sim_server.listeners_of(container).keys()
+    assert sim_server.sim.throttled > 0
+
+
+async def test_permanent_503_raises_rate_limited(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    sim_server.sim.set_faults(Faults(throttle_rate=1.0, retry_after_seconds=0.05))
+    started = time.monotonic()
+    with pytest.raises(RateLimited):
+        await make_client().query_listener_status(sim_server.container_ids()[0])
+    assert sim_server.count("POST listener_status_query 503") == 4  # RetryPolicy.attempts
+    assert time.monotonic() - started >= 3 * 0.05  # Retry-After honoured between attempts
+
+
+@pytest.mark.parametrize(
+    ("faults", "error"),
+    [
+        (Faults(error_5xx_rate=1.0), ApiError),
+        (Faults(drop_rate=1.0), ApiError),
+        (Faults(malformed_rate=1.0), MalformedResponse),
+        (Faults(xml_rate=1.0), MalformedResponse),
+    ],
+)
+async def test_faults_become_typed_errors(
+    sim_server: SimServer, make_client: ClientFactory, faults: Faults, error: type[Exception]
+) -> None:
+    sim_server.sim.set_faults(faults)
+    with pytest.raises(error) as caught:
+        await make_client().query_listener_status(sim_server.container_ids()[0])
+    assert sim_server.container_ids()[0] in str(caught.value)
+
+
+async def test_slow_answer_past_the_request_timeout(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    sim_server.sim.set_faults(Faults(slow_rate=1.0, slow_seconds=1.0))
+    client = make_client(request_timeout_seconds=0.2)
+    with pytest.raises(ApiError, match="timed out"):
+        await client.query_listener_status(sim_server.container_ids()[0])
+
+
+async def test_xml_without_accept_header(sim_server: SimServer) -> None:
+    credentials = f"{sim_server.account.username}:{sim_server.account.password}"
+    auth = "Basic " + base64.b64encode(credentials.encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
+        url = f"{sim_server.base_url}/{ACCOUNT}/async/ListenerStatus/query"
+        body = {"QueryFilter": {"expression": {"argument": ["x"], "operator": "EQUALS",
+                                               "property": "containerId"}}}  # fmt: skip
+        async with session.post(url, json=body) as response:
+            assert response.content_type in ("application/xml", "text/xml")
+            assert (await response.text()).lstrip().startswith("<")
+
+
+@pytest.mark.parametrize("action", ["restart", "pause", "resume"])
+async def test_change_listener_status_single(
+    sim_server: SimServer, make_client: ClientFactory, action: str
+) -> None:
+    container = sim_server.container_ids()[0]
+    listener_id = next(iter(sim_server.listeners_of(container)))
+    await make_client().change_listener_status(container, action, listener_id)
+    assert sim_server.sim.change_log[-1] | {"time": 0} == {
+        "time": 0,
+        "account_id": ACCOUNT,
+        "container_id": container,
+        "listener_id": listener_id,
+        "action": action,
+    }
+
+
+@pytest.mark.parametrize("action", ["restart_all", "pause_all", "resume_all"])
+async def test_change_listener_status_all(
+    sim_server: SimServer, make_client: ClientFactory, action: str
+) -> None:
+    container = sim_server.container_ids()[0]
+    await make_client().change_listener_status(container, action)
+    entry = sim_server.sim.change_log[-1]
+    assert (entry["action"], entry["listener_id"]) == (action, None)
+
+
+async def test_restart_takes_effect_later(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    container = sim_server.container_ids()[0]
+    errored, paused = list(sim_server.listeners_of(container))[:2]
+    sim_server.sim.set_status(ACCOUNT, errored, "errored")
+    sim_server.sim.set_status(ACCOUNT, paused, "paused")
+    await client.change_listener_status(container, "restart", errored)
+    await client.change_listener_status(container, "restart", paused)
+    await asyncio.sleep(0.15)  # the simulator's restart delay is 0.1 s in these tests
+    statuses = as_dict(await client.fetch_listener_statuses(container))
+    assert statuses[errored] == "listening"
+    assert statuses[paused] == "paused"  # restarting a paused listener leaves it paused
+
+
+@pytest.mark.parametrize(
+    ("container", "action", "listener", "message"),
+    [
+        ("known", "restart", "unknown-listener", "listener"),
+        ("unknown-container", "restart", "known", "container"),
+        ("known", "restart_all", None, None),  # valid: control case
+    ],
+)
+async def test_change_listener_status_errors_from_boomi(
+    sim_server: SimServer,
+    make_client: ClientFactory,
+    container: str,
+    action: str,
+    listener: str | None,
+    message: str | None,
+) -> None:
+    known_container = sim_server.container_ids()[0]
+    known_listener = next(iter(sim_server.listeners_of(known_container)))
+    container_id = known_container if container == "known" else container
+    listener_id = known_listener if listener == "known" else listener
+    client = make_client()
+    if message is None:
+        await client.change_listener_status(container_id, action, listener_id)
+        return
+    with pytest.raises(ApiError, match=r"HTTP 400: .*" + message) as caught:
+        await client.change_listener_status(container_id, action, listener_id)
+    assert caught.value.code == "400"  # type: ignore[attr-defined]
+
+
+async def test_change_listener_status_rejects_bad_arguments_locally(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client()
+    with pytest.raises(ValueError, match="unknown action"):
+        await client.change_listener_status("c", "reboot", "l")
+    with pytest.raises(ValueError, match="needs a listener"):
+        await client.change_listener_status("c", "restart")
+    with pytest.raises(ValueError, match="must not name a listener"):
+        await client.change_listener_status("c", "restart_all", "l")
+
+
+async def test_change_is_not_retried_after_a_server_error(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    sim_server.sim.set_faults(Faults(error_5xx_rate=1.0))
+    container = sim_server.container_ids()[0]
+    with pytest.raises(ApiError):
+        await make_client().change_listener_status(
+            container, "restart", next(iter(sim_server.listeners_of(container)))
+        )
+    assert sim_server.count("POST change_listener_status") == 1
+
+
+@pytest.mark.parametrize("sim_server", [{"containers": 250, "listeners_per_container": 0}],
+                         indirect=True)  # fmt: skip
+async def test_atom_query_follows_pages(sim_server: SimServer, make_client: ClientFactory) -> None:
+    atoms = await make_client().query_atoms()
+    assert [atom.container_id for atom in atoms] == sim_server.container_ids()
+    assert sim_server.count("POST atom_query 200") == 1
+    assert sim_server.count("POST atom_query_more 200") == 2
+
+
+@pytest.mark.parametrize("sim_server", [{"containers": 60, "listeners_per_container": 4}],
+                         indirect=True)  # fmt: skip
+async def test_process_names_in_bulk(sim_server: SimServer, make_client: ClientFactory) -> None:
+    ids = list(sim_server.account.listeners)  # 240 listeners
+    names = await make_client().process_names([*ids, "no-such-process"])
+    assert names == {lid: sim_server.account.listeners[lid].process_name for lid in ids}
+    assert sim_server.count("POST process_bulk 200") == 3  # 100 + 100 + 41
+
+
+@pytest.mark.parametrize("sim_server", [{"rate_limit_rps": 10, "containers": 6}], indirect=True)
+async def test_rate_limiter_keeps_concurrent_callers_under_the_account_limit(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    """Many concurrent cycles through one client: no 503, never more than R in a second."""
+    client = make_client(max_requests_per_second=10)
+    sent: list[float] = []
+    original = client.limiter.acquire
+
+    async def recording_acquire() -> None:
+        await original()
+        sent.append(time.monotonic())
+
+    client.limiter.acquire = recording_acquire  # type: ignore[method-assign]
+    containers = sim_server.container_ids()
+    results = await asyncio.gather(
+        *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers * 4)
+    )
+    assert len(results) == 24
+    assert sim_server.sim.throttled == 0
+    served = sum(sim_server.sim.request_counts.values())
+    assert served == len(sent) >= 48
+    sent.sort()
+    most = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
+    assert most <= 10
