@@ -140,7 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--config PATH is required (or --demo)")
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"boomi-listener-exporter: bad configuration: {exc}", file=sys.stderr)
+        message = str(exc)
+        if "\n" in message:
+            message = "\n  " + message.replace("\n", "\n  ")
+        print(f"boomi-listener-exporter: bad configuration: {message}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # from parse_listen_address
         print(f"boomi-listener-exporter: --web.listen-address: {exc}", file=sys.stderr)

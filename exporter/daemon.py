@@ -63,9 +63,11 @@ class Exporter:
 
     async def start(self, host: str, port: int) -> int:
         """Start serving HTTP and polling; return the port really bound (for port 0)."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound = int(self._runner.addresses[0][1])
         self.poller.set_targets(targets_from_config(self.config))

@@ -1,0 +1,337 @@
+"""The whole daemon against the simulator over real sockets: poller, store, metrics, web."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import Config
+from exporter.daemon import Exporter
+from exporter.simulator import Faults
+from tests.conftest import ACCOUNT, SimServer
+
+INTERVAL = 0.4
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def config_for(server: SimServer, **poll: Any) -> Config:
+    account = server.account
+    return Config.model_validate(
+        {
+            "accounts": [
+                {
+                    "account_id": ACCOUNT,
+                    "base_url": server.base_url,
+                    "username": account.username,
+                    "password": account.password,
+                    "max_requests_per_second": 40,
+                    "containers": [
+                        {"id": c.container_id, "name": c.name} for c in account.containers.values()
+                    ],
+                }
+            ],
+            "poll": {
+                "interval_seconds": INTERVAL,
+                "result_timeout_seconds": 2,
+                "request_timeout_seconds": 1,
+            }
+            | poll,
+        }
+    )
+
+
+class Running:
+    """A started exporter and an HTTP session to it."""
+
+    def __init__(self, exporter: Exporter, url: str, session: aiohttp.ClientSession) -> None:
+        self.exporter = exporter
+        self.url = url
+        self.session = session
+
+    async def text(self, path: str = "/metrics", **headers: str) -> str:
+        async with self.session.get(self.url + path, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.text()
+
+    async def samples(self) -> Samples:
+        result: Samples = {}
+        for family in text_string_to_metric_families(await self.text()):
+            for sample in family.samples:
+                result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return result
+
+    async def wait_for(
+        self, predicate: Callable[[Samples], bool], timeout: float = 5.0
+    ) -> Samples:
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = await self.samples()
+            if predicate(samples):
+                return samples
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met on /metrics within the timeout")
+            await asyncio.sleep(0.05)
+
+
+StartExporter = Callable[[Config], Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_exporter() -> AsyncIterator[StartExporter]:
+    started: list[Running] = []
+
+    async def start(config: Config) -> Running:
+        exporter = Exporter(config)
+        port = await exporter.start("127.0.0.1", 0)
+        running = Running(exporter, f"http://127.0.0.1:{port}", aiohttp.ClientSession())
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.session.close()
+        await running.exporter.stop()
+
+
+def status_series(samples: Samples) -> dict[tuple[str, str], str]:
+    """{(container_id, listener_id): status whose series is 1}, checking the state-set shape."""
+    per_listener: dict[tuple[str, str], dict[str, float]] = {}
+    for (name, labels), value in samples.items():
+        if name != "boomi_listener_status":
+            continue
+        label = dict(labels)
+        key = (label["container_id"], label["listener_id"])
+        per_listener.setdefault(key, {})[label["status"]] = value
+    current = {}
+    for key, values in per_listener.items():
+        assert sorted(values) == ["errored", "listening", "paused", "unknown"], key
+        assert sum(values.values()) == 1, key
+        current[key] = next(status for status, value in values.items() if value == 1)
+    return current
+
+
+def simulator_truth(server: SimServer) -> dict[tuple[str, str], str]:
+    return {
+        (listener.container_id, listener.listener_id): listener.status.lower()
+        for listener in server.account.listeners.values()
+    }
+
+
+async def test_metrics_match_the_simulator(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    first = sim_server.container_ids()[0]
+    sim_server.sim.add_listener(ACCOUNT, first, "no-type", connector_type=None)
+    running = await start_exporter(config_for(sim_server))
+    samples = await running.wait_for(lambda s: len(status_series(s)) == 13)
+    assert status_series(samples) == simulator_truth(sim_server)
+    for container in sim_server.account.containers.values():
+        ids = (("account_id", ACCOUNT), ("container_id", container.container_id))
+        assert samples[("boomi_container_up", ids)] == 1
+        info = tuple(sorted((*ids, ("container_name", container.name))))
+        assert samples[("boomi_container_info", info)] == 1
+        assert time.time() - samples[("boomi_container_last_success_timestamp_seconds", ids)] < 5
+        assert 0 < samples[("boomi_container_poll_duration_seconds", ids)] < 2
+    connector_types = {
+        dict(labels)["connector_type"]
+        for (name, labels) in samples
+        if name == "boomi_listener_status"
+    }
+    assert {"wss", "atomqueue", ""} <= connector_types
+    assert any(name == "boomi_exporter_build_info" for name, _ in samples)
+    requests = {
+        dict(labels)["operation"]
+        for (name, labels) in samples
+        if name == "boomi_api_requests_total"
+    }
+    assert requests == {"listener_status_query", "listener_status_result"}
+
+
+async def test_status_change_shows_within_one_interval(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    container, listener = next(iter(simulator_truth(sim_server)))
+    new_status = "paused" if simulator_truth(sim_server)[(container, listener)] != "paused" else "errored"
+    sim_server.sim.set_status(ACCOUNT, listener, new_status)
+    changed_at = time.monotonic()
+    # One interval plus its 10% jitter plus the cycle itself (result delay 0.05 s).
+    await running.wait_for(
+        lambda s: status_series(s).get((container, listener)) == new_status,
+        timeout=INTERVAL * 1.1 + 1.0,
+    )
+    assert time.monotonic() - changed_at <= INTERVAL * 1.1 + 1.0
+
+
+async def test_removed_listener_vanishes_and_new_one_appears(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    container, listener = next(iter(simulator_truth(sim_server)))
+    sim_server.sim.remove_listener(ACCOUNT, listener)
+    sim_server.sim.add_listener(ACCOUNT, container, "brand-new", connector_type="jms")
+    samples = await running.wait_for(
+        lambda s: (container, listener) not in status_series(s)
+        and (container, "brand-new") in status_series(s)
+    )
+    assert not any(dict(labels).get("listener_id") == listener for _, labels in samples)
+
+
+async def test_failing_container_goes_down_while_others_stay_fresh(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    broken, *healthy = sim_server.container_ids()
+    before = simulator_truth(sim_server)
+    sim_server.sim.set_faults(Faults(error_5xx_rate=1.0, container_ids=[broken]))
+
+    def key(name: str, container: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return (name, (("account_id", ACCOUNT), ("container_id", container)))
+
+    samples = await running.wait_for(lambda s: s[key("boomi_container_up", broken)] == 0)
+    stale_at = samples[key("boomi_container_last_success_timestamp_seconds", broken)]
+    # The broken container keeps its last listener values; the others keep being refreshed.
+    later = await running.wait_for(
+        lambda s: all(
+            s[key("boomi_container_last_success_timestamp_seconds", c)] > stale_at + INTERVAL
+            for c in healthy
+        ),
+        timeout=INTERVAL * 4 + 2,
+    )
+    assert later[key("boomi_container_last_success_timestamp_seconds", broken)] == stale_at
+    assert all(later[key("boomi_container_up", c)] == 1 for c in healthy)
+    assert status_series(later) == before
+    assert any(
+        name == "boomi_api_requests_total" and dict(labels)["code"] in ("500", "502")
+        for name, labels in later
+    )
+    sim_server.sim.set_faults(Faults())
+    await running.wait_for(lambda s: s[key("boomi_container_up", broken)] == 1)
+
+
+async def test_wrong_password_for_one_account_does_not_touch_the_other(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    sim = sim_server.sim
+    sim.add_account("other", password="right-password", rate_limit_rps=50)
+    sim.add_container("other", "other-container", "other-molecule")
+    sim.add_listener("other", "other-container", "other-listener")
+    config = config_for(sim_server)
+    data = config.model_dump(mode="python")
+    data["accounts"][0]["password"] = sim_server.account.password
+    data["accounts"].append(
+        {
+            "account_id": "other",
+            "base_url": sim_server.base_url,
+            "username": "demo@example.com",
+            "password": "wrong-password-xyz",
+            "auth_failure_backoff_seconds": 300,
+            "containers": [{"id": "other-container"}],
+        }
+    )
+    running = await start_exporter(Config.model_validate(data))
+    up_key = ("boomi_container_up", (("account_id", "other"), ("container_id", "other-container")))
+    samples = await running.wait_for(
+        lambda s: len(status_series(s)) == 12 and s.get(up_key) == 0
+    )
+    assert ("other-container", "other-listener") not in status_series(samples)
+    await asyncio.sleep(INTERVAL * 3)
+    # One rejected login in all, however many intervals pass: no retry storm.
+    rejected = sum(n for k, n in sim.request_counts.items() if k.endswith(" 403"))
+    assert rejected == 1
+    page = await running.text("/")
+    assert "Boomi rejected the credentials of account other" in page
+    assert "wrong-password-xyz" not in page
+
+
+async def test_health_and_readiness(sim_server: SimServer, start_exporter: StartExporter) -> None:
+    sim_server.sim.set_faults(Faults(slow_rate=1.0, slow_seconds=0.5))
+    running = await start_exporter(config_for(sim_server))
+    async with running.session.get(running.url + "/-/ready") as response:
+        assert response.status == 503
+    assert "Healthy" in await running.text("/-/healthy")
+    deadline = time.monotonic() + 5
+    while True:
+        async with running.session.get(running.url + "/-/ready") as response:
+            if response.status == 200:
+                break
+        assert time.monotonic() < deadline, "never ready"
+        await asyncio.sleep(0.05)
+
+
+async def test_scrape_formats(sim_server: SimServer, start_exporter: StartExporter) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    async with running.session.get(
+        running.url + "/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    ) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert response.headers["Content-Encoding"] == "gzip"
+        body = gzip.decompress(await response.read()).decode()
+    assert body.rstrip().endswith("# EOF")
+    assert "boomi_listener_status{" in body
+    async with running.session.get(
+        running.url + "/metrics", headers={"Accept-Encoding": "identity"}, auto_decompress=False
+    ) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert "Content-Encoding" not in response.headers
+
+
+async def test_metrics_never_wait_on_boomi(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    sim_server.sim.set_faults(Faults(slow_rate=1.0, slow_seconds=3))
+    before = sum(sim_server.sim.request_counts.values())
+    for _ in range(5):
+        started = time.monotonic()
+        await running.text()
+        assert time.monotonic() - started < 1.0
+    # Scrapes add no Boomi requests (polls in flight are stuck in the slow answers).
+    assert sum(sim_server.sim.request_counts.values()) == before
+
+
+async def test_landing_page_lists_containers_and_listeners(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    page = await running.text("/")
+    for container in sim_server.account.containers.values():
+        assert container.name in page
+    for listener in sim_server.account.listeners.values():
+        assert listener.listener_id in page
+    assert 'href="/metrics"' in page
+
+
+@pytest.mark.skipif(
+    not shutil.which("promtool") and not os.environ.get("BLE_REQUIRE_E2E"),
+    reason="promtool not installed (Debian package prometheus); CI installs it",
+)
+async def test_promtool_check_metrics_passes(
+    sim_server: SimServer, start_exporter: StartExporter
+) -> None:
+    running = await start_exporter(config_for(sim_server))
+    await running.wait_for(lambda s: len(status_series(s)) == 12)
+    text = await running.text()
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
