@@ -1,0 +1,231 @@
+"""The command line, run as a real process: check-config, once, daemon, demo, simulate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import ACCOUNT, SimServer
+
+SECRET = "s3cret-Pa55word-for-tests"
+
+
+def write_config(tmp_path: Path, server: SimServer | None, *, extra: str = "", password: str = "${BOOMI_PASSWORD}") -> Path:
+    base_url = server.base_url if server else "https://api.boomi.com/api/rest/v1"
+    containers = (
+        "\n".join(
+            f"      - id: {c.container_id}\n        name: {c.name}"
+            for c in server.account.containers.values()
+        )
+        if server
+        else "      - id: c-1\n        name: prod"
+    )
+    username = server.account.username if server else "someone@example.com"
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""
+accounts:
+  - account_id: {ACCOUNT}
+    base_url: {base_url}
+    username: {username}
+    password: "{password}"
+    max_requests_per_second: 20
+    containers:
+{containers}
+poll:
+  interval_seconds: 0.5
+  result_timeout_seconds: 3
+  request_timeout_seconds: 1
+{extra}"""
+    )
+    return path
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_check_config_valid_prints_summary_without_secrets(tmp_path: Path) -> None:
+    path = write_config(tmp_path, None)
+    code, out, err = await run_cli("--check-config", "--config", str(path), env={"BOOMI_PASSWORD": SECRET})
+    assert code == 0, err
+    assert "valid" in out and ACCOUNT in out and "c-1" in out
+    assert SECRET not in out + err
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        ("  intervall_seconds: 3\n", {"BOOMI_PASSWORD": SECRET}, "poll.intervall_seconds"),
+        ("", {}, "accounts[0].password: environment variable BOOMI_PASSWORD is not set"),
+        ("web:\n  listen_address: nowhere\n", {"BOOMI_PASSWORD": SECRET}, "web.listen_address"),
+    ],
+)
+async def test_check_config_invalid_exits_2_naming_the_key(
+    tmp_path: Path, extra: str, env: dict[str, str], expected: str
+) -> None:
+    path = write_config(tmp_path, None, extra=extra)
+    environment = {k: v for k, v in os.environ.items() if k != "BOOMI_PASSWORD"} | env
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--check-config", "--config", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert expected in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert SECRET not in stdout.decode() + stderr.decode()
+
+
+async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    code, _, err = await run_cli("--check-config", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert "nope.yaml" in err and "Traceback" not in err
+
+
+async def test_bad_listen_address_flag_exits_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, None)
+    code, _, err = await run_cli(
+        "--config", str(path), "--web.listen-address", "localhost", env={"BOOMI_PASSWORD": SECRET}
+    )
+    assert code == 2
+    assert "--web.listen-address" in err
+
+
+async def test_once_prints_every_listener(tmp_path: Path, sim_server: SimServer) -> None:
+    path = write_config(tmp_path, sim_server)
+    code, out, err = await run_cli("--once", "--config", str(path), env={"BOOMI_PASSWORD": sim_server.account.password})
+    assert code == 0, err
+    for listener in sim_server.account.listeners.values():
+        assert re.search(rf"{listener.listener_id}\s+\S+\s+{listener.status.lower()}", out), out
+
+
+async def test_once_with_wrong_password_exits_1_and_says_what_to_check(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    path = write_config(tmp_path, sim_server)
+    code, out, err = await run_cli("--once", "--config", str(path), env={"BOOMI_PASSWORD": SECRET})
+    assert code == 1
+    assert "POLL FAILED" in out and "rejected the credentials" in out
+    assert SECRET not in out + err
+    assert "Traceback" not in err
+
+
+async def wait_http(url: str, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return await response.text()
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, f"{url} never answered 200"
+            await asyncio.sleep(0.1)
+
+
+async def read_until(stream: asyncio.StreamReader, pattern: str, timeout: float = 15) -> re.Match[str]:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = await asyncio.wait_for(stream.readline(), max(0.1, deadline - time.monotonic()))
+        assert line, f"stream ended before {pattern!r}: {seen}"
+        seen += line.decode()
+        match = re.search(pattern, seen)
+        if match:
+            return match
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_daemon_serves_and_stops_cleanly_on_signal(
+    tmp_path: Path, sim_server: SimServer, signum: signal.Signals
+) -> None:
+    path = write_config(tmp_path, sim_server, extra="web:\n  listen_address: 127.0.0.1:0\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config", str(path), "--log-format", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        match = await read_until(process.stderr, r"serving on http://127\.0\.0\.1:(\d+)/metrics")
+        url = f"http://127.0.0.1:{match.group(1)}"
+        await wait_http(url + "/-/ready")
+        metrics = await wait_http(url + "/metrics")
+        assert "boomi_listener_status{" in metrics
+        process.send_signal(signum)
+        started = time.monotonic()
+        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+        assert time.monotonic() - started < 5
+        assert process.returncode == 0
+        assert b"Traceback" not in stderr
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_demo_runs_and_shows_listeners() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        match = await read_until(process.stdout, r"metrics:\s+http://localhost:(\d+)/metrics")
+        url = f"http://127.0.0.1:{match.group(1)}"
+        deadline = time.monotonic() + 20
+        while True:
+            metrics = await wait_http(url + "/metrics")
+            if metrics.count('status="listening"') >= 12:
+                break
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.2)
+        page = await wait_http(url + "/")
+        assert "prod-molecule-1" in page
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.wait(), 10)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_simulate_prints_credentials_and_serves() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "simulate", "--listen", "127.0.0.1:0",
+        "--containers", "2", "--listeners-per-container", "3", "--username", "u@example.com",
+        "--password", "pw",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        match = await read_until(process.stdout, r"API base URL:\s+(\S+)")
+        await read_until(process.stdout, r"password: pw")
+        base_url = match.group(1)
+        state = await wait_http(base_url.removesuffix("/api/rest/v1") + "/__simulator/state")
+        assert state.count('"listener_id"') == 6
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
