@@ -12,6 +12,7 @@ from exporter.boomi import BoomiClient
 from exporter.config import AccountConfig, Config
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, Target
+from exporter.remediation import Remediator, add_webhook
 from exporter.state import SnapshotStore
 from exporter.web import create_app
 
@@ -25,6 +26,14 @@ def targets_from_config(config: Config) -> list[Target]:
         for account in config.accounts
         for container in account.containers
     ]
+
+
+def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
+    """The allow-list of remediation: each configured account's container ids."""
+    return {
+        account.account_id: frozenset(container.id for container in account.containers)
+        for account in config.accounts
+    }
 
 
 def client_for(account: AccountConfig, config: Config, metrics: ExporterMetrics) -> BoomiClient:
@@ -58,7 +67,23 @@ class Exporter:
             interval_seconds=config.poll.interval_seconds,
             result_timeout_seconds=config.poll.result_timeout_seconds,
         )
-        self.app = create_app(self.store, self.metrics)
+        self.remediator: Remediator | None = None
+        remediation = config.remediation
+        if remediation.enabled:
+            self.remediator = Remediator(
+                remediation,
+                self.clients,
+                self.store,
+                self.metrics.count_remediation,
+                containers=containers_by_account(config),
+            )
+        remediator = self.remediator
+        self.app = create_app(
+            self.store,
+            self.metrics,
+            extra_routes=(lambda app: add_webhook(app, remediator)) if remediator else None,
+            client_max_size=remediation.max_body_bytes,
+        )
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -71,6 +96,18 @@ class Exporter:
         await site.start()
         bound = int(self._runner.addresses[0][1])
         self.poller.set_targets(targets_from_config(self.config))
+        remediation = self.config.remediation
+        if remediation.enabled:
+            if remediation.auth == "none":
+                log.warning(
+                    "remediation webhook is enabled WITHOUT authentication (auth: none): anyone"
+                    " who can reach this port can make it restart listeners"
+                )
+            log.info(
+                "remediation webhook enabled at /webhook/alertmanager%s; actions %s",
+                " in dry-run mode (no changes are made)" if remediation.dry_run else "",
+                ", ".join(remediation.allowed_actions),
+            )
         log.info(
             "serving on http://%s:%d/metrics, polling %d containers of %d accounts",
             host or "0.0.0.0",
@@ -81,8 +118,10 @@ class Exporter:
         return bound
 
     async def stop(self) -> None:
-        """Stop polling, close the Boomi sessions and the HTTP server."""
+        """Stop polling and remediating, close the Boomi sessions and the HTTP server."""
         await self.poller.stop()
+        if self.remediator is not None:
+            await self.remediator.stop()
         await asyncio.gather(*(client.close() for client in self.clients.values()))
         if self._runner is not None:
             await self._runner.cleanup()

@@ -119,6 +119,10 @@ class ExporterMetrics:
         self.api_requests.labels(account_id, operation, code).inc()
         self.api_request_duration.labels(account_id, operation).observe(seconds)
 
+    def count_remediation(self, labels: tuple[str, str, str, str], outcome: str) -> None:
+        """Count one remediation outcome; labels are (account, container, listener, action)."""
+        self.remediation_actions.labels(*labels, outcome).inc()
+
     def render(self, accept_header: str | None) -> tuple[bytes, str]:
         """The exposition in the format the scraper asked for, with its content type."""
         encoder, content_type = choose_encoder(accept_header or "")

@@ -107,9 +107,10 @@ def create_app(
     metrics: ExporterMetrics,
     *,
     extra_routes: Callable[[web.Application], None] | None = None,
+    client_max_size: int = 1024**2,
 ) -> web.Application:
     """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook."""
-    app = web.Application()
+    app = web.Application(client_max_size=client_max_size)
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
     app.router.add_get("/", landing_handler)

@@ -1,0 +1,482 @@
+"""Alertmanager-driven remediation: restart (pause, resume) listeners, behind guards.
+
+`POST /webhook/alertmanager` takes a webhook payload (version 4), decides for each alert what it
+becomes (`triage`, pure, then the stateful duplicate/cooldown/budget guards), queues the accepted
+ones and answers at once. A background task per queued action then asks Boomi for the
+listener's status (check-before-act), calls changeListenerStatus (unless dry run) and polls until
+the listener is where the action should have put it (verify-after). Every outcome is counted in
+`boomi_remediation_actions_total` and logged with the alert's fingerprint.
+
+Label values in that counter come only from configured accounts and containers and from
+listeners the poller has seen, so a hostile payload cannot create series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from exporter.boomi import BoomiClient, BoomiError
+from exporter.config import RemediationConfig, WebhookAuthConfig
+from exporter.state import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("restart", "pause", "resume")
+ACTION_LABEL = "boomi_action"
+# What each action should leave the listener in, and the states it makes sense from.
+TARGET_STATUS = {"restart": "listening", "pause": "paused", "resume": "listening"}
+VERIFY_POLL_SECONDS = 5.0
+BUDGET_WINDOW_SECONDS = 3600.0
+
+Outcome = Literal[
+    "queued",
+    "rejected",
+    "skipped_duplicate",
+    "skipped_cooldown",
+    "skipped_budget",
+    "skipped_not_needed",
+    "dry_run",
+    "failed",
+    "recovered",
+    "not_recovered",
+    "ignored_resolved",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The payload: Alertmanager's webhook, version 4.
+
+
+class WebhookAlert(BaseModel):
+    """One alert of a webhook payload; only `status` and `labels` drive decisions."""
+
+    # Unknown fields are ignored so a newer Alertmanager's additions do not break the webhook;
+    # the fields we read are strictly typed.
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str = ""  # Alertmanager's field names (camelCase)
+    endsAt: str = ""
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+
+class WebhookPayload(BaseModel):
+    """Alertmanager's webhook body (https://prometheus.io/docs/alerting/latest/configuration/)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    alerts: list[WebhookAlert]
+    receiver: str = ""
+    groupKey: str = ""
+    truncatedAlerts: int = Field(default=0, ge=0)
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+
+
+class PayloadError(ValueError):
+    """The webhook body is not an Alertmanager version 4 payload; the message says why."""
+
+
+def parse_payload(body: bytes) -> WebhookPayload:
+    """Parse and validate a webhook body; PayloadError with a short reason otherwise."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise PayloadError("the body is not valid JSON") from None
+    try:
+        return WebhookPayload.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        raise PayloadError(
+            f"not an Alertmanager v4 payload: {where}: {first['msg']} "
+            f"({exc.error_count()} problem(s))"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions.
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """A validated request to act on one listener."""
+
+    account_id: str
+    container_id: str
+    listener_id: str
+    action: str  # one of ACTIONS
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What triage made of an alert; `request` is set when it passed the allow-list."""
+
+    outcome: Outcome
+    reason: str
+    request: ActionRequest | None = None
+    # Counter labels: only values from the configuration and the store.
+    labels: tuple[str, str, str, str] = ("", "", "", "")
+
+
+def triage(
+    alert: WebhookAlert,
+    *,
+    allowed_actions: frozenset[str],
+    containers: Mapping[str, frozenset[str]],
+    known_listeners: Callable[[str, str], frozenset[str]],
+) -> Verdict:
+    """The allow-list: known account, container and listener, and an allowed action.
+
+    `containers` maps each configured account to its container ids; `known_listeners` gives the
+    listener ids the poller last saw on a container.
+    """
+    labels = alert.labels
+    raw_action = labels.get(ACTION_LABEL, "restart")
+    action = raw_action if raw_action in ACTIONS else ""
+    if alert.status != "firing":
+        return Verdict("ignored_resolved", "the alert is resolved", labels=("", "", "", action))
+    container_id, listener_id = labels.get("container_id"), labels.get("listener_id")
+    if not container_id or not listener_id:
+        return Verdict(
+            "rejected",
+            "the alert has no container_id and listener_id labels",
+            labels=("",) * 3 + (action,),
+        )
+    account_id = labels.get("account_id")
+    if account_id is None:
+        if len(containers) != 1:
+            return Verdict(
+                "rejected",
+                "the alert has no account_id label and several accounts are configured",
+                labels=("", "", "", action),
+            )
+        account_id = next(iter(containers))
+    if account_id not in containers:
+        return Verdict("rejected", "unknown account", labels=("", "", "", action))
+    if container_id not in containers[account_id]:
+        return Verdict("rejected", "unknown container", labels=(account_id, "", "", action))
+    if listener_id not in known_listeners(account_id, container_id):
+        return Verdict(
+            "rejected",
+            "listener not seen on that container by the last poll",
+            labels=(account_id, container_id, "", action),
+        )
+    counted = (account_id, container_id, listener_id, action)
+    if raw_action not in allowed_actions:
+        return Verdict("rejected", f"action {raw_action!r} is not allowed", labels=counted)
+    request = ActionRequest(account_id, container_id, listener_id, raw_action, alert.fingerprint)
+    return Verdict("queued", "", request=request, labels=counted)
+
+
+def precondition_met(action: str, status: str, restart_when: frozenset[str]) -> bool:
+    """Check-before-act: does the listener's current status call for this action?"""
+    if action == "restart":
+        return status in restart_when
+    if action == "pause":
+        return status in ("listening", "errored")
+    return status == "paused"  # resume
+
+
+@dataclass
+class Guards:
+    """Duplicate, cooldown and budget bookkeeping; survives any burst of deliveries.
+
+    Checked and updated without awaiting, so concurrent deliveries cannot both pass.
+    """
+
+    cooldown_seconds: float
+    max_actions_per_hour: int
+    clock: Callable[[], float] = time.monotonic
+    active: set[tuple[str, str, str]] = field(default_factory=set)
+    last_action: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    actions: deque[float] = field(default_factory=deque)
+
+    def admit(self, request: ActionRequest) -> Outcome:
+        """`queued` and the listener marked active, or the skip outcome that applies."""
+        key = (request.account_id, request.container_id, request.listener_id)
+        now = self.clock()
+        if key in self.active:
+            return "skipped_duplicate"
+        last = self.last_action.get(key)
+        if last is not None and now - last < self.cooldown_seconds:
+            return "skipped_cooldown"
+        while self.actions and self.actions[0] <= now - BUDGET_WINDOW_SECONDS:
+            self.actions.popleft()
+        # Queued and running actions hold a place in the budget until they end.
+        if len(self.actions) + len(self.active) >= self.max_actions_per_hour:
+            return "skipped_budget"
+        self.active.add(key)
+        return "queued"
+
+    def acted(self, request: ActionRequest) -> None:
+        """An action was taken (or dry-run): start its cooldown and spend budget."""
+        now = self.clock()
+        self.last_action[(request.account_id, request.container_id, request.listener_id)] = now
+        self.actions.append(now)
+
+    def finished(self, request: ActionRequest) -> None:
+        """The listener is no longer queued or running."""
+        self.active.discard((request.account_id, request.container_id, request.listener_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker.
+
+CountOutcome = Callable[[tuple[str, str, str, str], str], None]
+
+
+class Remediator:
+    """Queues admitted requests and carries them out through the accounts' Boomi clients."""
+
+    def __init__(
+        self,
+        config: RemediationConfig,
+        clients: Mapping[str, BoomiClient],
+        store: SnapshotStore,
+        count: CountOutcome,
+        *,
+        containers: Mapping[str, frozenset[str]],
+        clock: Callable[[], float] = time.monotonic,
+        verify_poll_seconds: float = VERIFY_POLL_SECONDS,
+    ) -> None:
+        self.config = config
+        self._clients = clients
+        self._store = store
+        self._count = count
+        self._containers = containers
+        self._verify_poll = min(verify_poll_seconds, config.verify_timeout_seconds / 4)
+        self.guards = Guards(config.cooldown_seconds, config.max_actions_per_hour, clock)
+        self._tasks: dict[asyncio.Task[None], tuple[ActionRequest, list[str]]] = {}
+
+    def _known_listeners(self, account_id: str, container_id: str) -> frozenset[str]:
+        snapshot = self._store.get(account_id, container_id)
+        if snapshot is None:
+            return frozenset()
+        return frozenset(listener.listener_id for listener in snapshot.listeners)
+
+    def _record(
+        self, labels: tuple[str, str, str, str], outcome: str, fingerprint: str, why: str
+    ) -> None:
+        self._count(labels, outcome)
+        account_id, container_id, listener_id, action = labels
+        level = logging.INFO if outcome in ("queued", "recovered", "dry_run") else logging.WARNING
+        if outcome in ("ignored_resolved", "skipped_duplicate"):
+            level = logging.DEBUG
+        log.log(
+            level,
+            "remediation %s: %s of listener %s on container %s (account %s), alert %s%s",
+            outcome,
+            action or "?",
+            listener_id or "?",
+            container_id or "?",
+            account_id or "?",
+            fingerprint[:64] or "-",
+            f": {why}" if why else "",
+        )
+
+    def submit(self, payload: WebhookPayload) -> list[dict[str, str]]:
+        """Decide every alert of a payload, queue the admitted ones; the per-alert summary."""
+        summary = []
+        for alert in payload.alerts:
+            verdict = triage(
+                alert,
+                allowed_actions=frozenset(self.config.allowed_actions),
+                containers=self._containers,
+                known_listeners=self._known_listeners,
+            )
+            outcome: str = verdict.outcome
+            if verdict.request is not None:
+                outcome = self.guards.admit(verdict.request)
+                if outcome == "queued":
+                    self._start(verdict.request)
+            why = verdict.reason if outcome == verdict.outcome else ""
+            self._record(verdict.labels, outcome, alert.fingerprint, why)
+            summary.append({"fingerprint": alert.fingerprint, "outcome": outcome})
+        return summary
+
+    def submit_request(self, request: ActionRequest) -> tuple[str, asyncio.Task[None] | None]:
+        """The manual path: the same guards (but the alert), then run. Outcome and the task."""
+        if request.account_id not in self._containers or (
+            request.container_id not in self._containers[request.account_id]
+        ):
+            return "rejected", None
+        if request.action not in self.config.allowed_actions:
+            return "rejected", None
+        outcome = self.guards.admit(request)
+        labels = (request.account_id, request.container_id, request.listener_id, request.action)
+        self._record(labels, outcome, request.fingerprint, "")
+        if outcome != "queued":
+            return outcome, None
+        return outcome, self._start(request)
+
+    def _start(self, request: ActionRequest) -> asyncio.Task[None]:
+        stage = ["queued"]
+        task = asyncio.create_task(
+            self._run(request, stage), name=f"remediate {request.listener_id}"
+        )
+        self._tasks[task] = (request, stage)
+        task.add_done_callback(self._tasks.pop)
+        return task
+
+    async def _run(self, request: ActionRequest, stage: list[str]) -> None:
+        labels = (request.account_id, request.container_id, request.listener_id, request.action)
+        client = self._clients[request.account_id]
+        try:
+            stage[0] = "checking the listener's status"
+            status = await self._current_status(client, request)
+            if status is None or not precondition_met(
+                request.action, status, frozenset(self.config.restart_when)
+            ):
+                why = f"the listener is {status or 'not reported by Boomi'}"
+                self._record(labels, "skipped_not_needed", request.fingerprint, why)
+                return
+            self.guards.acted(request)
+            if self.config.dry_run:
+                self._record(labels, "dry_run", request.fingerprint, f"the listener is {status}")
+                return
+            stage[0] = "calling changeListenerStatus"
+            await client.change_listener_status(
+                request.container_id, request.action, request.listener_id
+            )
+            stage[0] = "verifying the result"
+            outcome, why = await self._verify(client, request)
+            self._record(labels, outcome, request.fingerprint, why)
+        except BoomiError as exc:
+            self._record(labels, "failed", request.fingerprint, f"{stage[0]}: {exc}")
+        except asyncio.CancelledError:
+            log.warning(
+                "remediation abandoned at shutdown: %s of listener %s on container %s"
+                " (account %s) while %s; check it in Boomi",
+                request.action,
+                request.listener_id,
+                request.container_id,
+                request.account_id,
+                stage[0],
+            )
+            raise
+        finally:
+            self.guards.finished(request)
+
+    async def _current_status(self, client: BoomiClient, request: ActionRequest) -> str | None:
+        listeners = await client.fetch_listener_statuses(
+            request.container_id,
+            request.listener_id,
+            result_timeout_seconds=self.config.verify_timeout_seconds,
+        )
+        for listener in listeners:
+            if listener.listener_id == request.listener_id:
+                return listener.status
+        return None
+
+    async def _verify(self, client: BoomiClient, request: ActionRequest) -> tuple[Outcome, str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.verify_timeout_seconds
+        target = TARGET_STATUS[request.action]
+        status: str | None = None
+        while loop.time() < deadline:
+            await asyncio.sleep(min(self._verify_poll, max(0.0, deadline - loop.time())))
+            try:
+                status = await self._current_status(client, request)
+            except BoomiError as exc:
+                log.debug("verifying %s: %s", request.listener_id, exc)
+                continue
+            if status == target:
+                return "recovered", ""
+        return "not_recovered", (
+            f"still {status or 'unknown'} after {self.config.verify_timeout_seconds:g} s"
+        )
+
+    async def stop(self, grace_seconds: float = 2.0) -> None:
+        """Let running actions finish for a moment, then cancel (and log) the rest."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The webhook.
+
+
+def authorized(header: str | None, auth: WebhookAuthConfig | Literal["none"] | None) -> bool:
+    """Whether the Authorization header carries the configured credentials (constant time)."""
+    if auth == "none":
+        return True
+    if auth is None or not header:
+        return False
+    if auth.bearer_token is not None:
+        expected = f"Bearer {auth.bearer_token.get_secret_value()}".encode()
+        return hmac.compare_digest(header.encode(errors="replace"), expected)
+    assert auth.basic is not None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    username, _, password = decoded.partition(b":")
+    # Both compared, always, so timing does not tell which one was wrong.
+    user_ok = hmac.compare_digest(username, auth.basic.username.encode())
+    password_ok = hmac.compare_digest(password, auth.basic.password.get_secret_value().encode())
+    return user_ok and password_ok
+
+
+REMEDIATOR_KEY = web.AppKey("remediator", Remediator)
+
+
+async def webhook_handler(request: web.Request) -> web.Response:
+    """`POST /webhook/alertmanager`: 200 with a per-alert summary; 400/401/413, never 5xx."""
+    remediator = request.app[REMEDIATOR_KEY]
+    config = remediator.config
+    if not authorized(request.headers.get("Authorization"), config.auth):
+        return web.json_response(
+            {"error": "unauthorized"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="boomi-listener-exporter"'},
+        )
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        return web.json_response({"error": "body too large"}, status=413)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "body too large"}, status=413)
+    if len(body) > config.max_body_bytes:
+        return web.json_response({"error": "body too large"}, status=413)
+    try:
+        payload = parse_payload(body)
+    except PayloadError as exc:
+        log.info("webhook: refused a payload: %s", exc)
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"alerts": remediator.submit(payload)})
+
+
+def add_webhook(app: web.Application, remediator: Remediator) -> None:
+    """Mount the webhook on the exporter's app."""
+    app[REMEDIATOR_KEY] = remediator
+    app.router.add_post("/webhook/alertmanager", webhook_handler)
