@@ -1,13 +1,20 @@
-"""Shared fixtures: a Boomi API simulator on a real loopback socket, and clients for it."""
+"""Shared fixtures: a Boomi API simulator on a real loopback socket, clients and exporters."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.boomi import BoomiClient, RetryPolicy
+from exporter.config import Config
+from exporter.daemon import Exporter
 from exporter.simulator import SimAccount, Simulator, serve
 
 ACCOUNT = "test-account"
@@ -101,3 +108,88 @@ async def make_client(sim_server: SimServer) -> AsyncIterator[Callable[..., Boom
     yield factory
     for client in clients:
         await client.close()
+
+
+INTERVAL = 0.4
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def config_for(
+    server: SimServer, *, remediation: dict[str, Any] | None = None, **poll: Any
+) -> Config:
+    account = server.account
+    return Config.model_validate(
+        {
+            "accounts": [
+                {
+                    "account_id": ACCOUNT,
+                    "base_url": server.base_url,
+                    "username": account.username,
+                    "password": account.password,
+                    "max_requests_per_second": 40,
+                    "containers": [
+                        {"id": c.container_id, "name": c.name} for c in account.containers.values()
+                    ],
+                }
+            ],
+            "poll": {
+                "interval_seconds": INTERVAL,
+                "result_timeout_seconds": 2,
+                "request_timeout_seconds": 1,
+            }
+            | poll,
+            "remediation": remediation or {},
+        }
+    )
+
+
+class Running:
+    """A started exporter and an HTTP session to it."""
+
+    def __init__(self, exporter: Exporter, url: str, session: aiohttp.ClientSession) -> None:
+        self.exporter = exporter
+        self.url = url
+        self.session = session
+
+    async def text(self, path: str = "/metrics", **headers: str) -> str:
+        async with self.session.get(self.url + path, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.text()
+
+    async def samples(self) -> Samples:
+        result: Samples = {}
+        for family in text_string_to_metric_families(await self.text()):
+            for sample in family.samples:
+                result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return result
+
+    async def wait_for(self, predicate: Callable[[Samples], bool], timeout: float = 5.0) -> Samples:
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = await self.samples()
+            if predicate(samples):
+                return samples
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met on /metrics within the timeout")
+            await asyncio.sleep(0.05)
+
+
+StartExporter = Callable[[Config], Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_exporter() -> AsyncIterator[StartExporter]:
+    started: list[Running] = []
+
+    async def start(config: Config) -> Running:
+        exporter = Exporter(config)
+        port = await exporter.start("127.0.0.1", 0)
+        running = Running(exporter, f"http://127.0.0.1:{port}", aiohttp.ClientSession())
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.session.close()
+        await running.exporter.stop()

@@ -94,7 +94,7 @@ async def test_result_that_never_settles_times_out(
 ) -> None:
     sim_server.sim.set_faults(Faults(never_settle_rate=1.0))
     client = make_client()
-    with pytest.raises(ResultTimeout, match="did not settle within 0.5 s"):
+    with pytest.raises(ResultTimeout, match=r"did not settle within 0\.5 s"):
         await client.fetch_listener_statuses(
             sim_server.container_ids()[0], result_timeout_seconds=0.5
         )

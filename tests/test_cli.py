@@ -18,7 +18,13 @@ from tests.conftest import ACCOUNT, SimServer
 SECRET = "s3cret-Pa55word-for-tests"
 
 
-def write_config(tmp_path: Path, server: SimServer | None, *, extra: str = "", password: str = "${BOOMI_PASSWORD}") -> Path:
+def write_config(
+    tmp_path: Path,
+    server: SimServer | None,
+    *,
+    extra: str = "",
+    password: str = "${BOOMI_PASSWORD}",
+) -> Path:
     base_url = server.base_url if server else "https://api.boomi.com/api/rest/v1"
     containers = (
         "\n".join(
@@ -49,7 +55,9 @@ poll:
     return path
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, str, str]:
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 20
+) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -62,7 +70,9 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float 
 
 async def test_check_config_valid_prints_summary_without_secrets(tmp_path: Path) -> None:
     path = write_config(tmp_path, None)
-    code, out, err = await run_cli("--check-config", "--config", str(path), env={"BOOMI_PASSWORD": SECRET})
+    code, out, err = await run_cli(
+        "--check-config", "--config", str(path), env={"BOOMI_PASSWORD": SECRET}
+    )
     assert code == 0, err
     assert "valid" in out and ACCOUNT in out and "c-1" in out
     assert SECRET not in out + err
@@ -109,7 +119,9 @@ async def test_bad_listen_address_flag_exits_2(tmp_path: Path) -> None:
 
 async def test_once_prints_every_listener(tmp_path: Path, sim_server: SimServer) -> None:
     path = write_config(tmp_path, sim_server)
-    code, out, err = await run_cli("--once", "--config", str(path), env={"BOOMI_PASSWORD": sim_server.account.password})
+    code, out, err = await run_cli(
+        "--once", "--config", str(path), env={"BOOMI_PASSWORD": sim_server.account.password}
+    )
     assert code == 0, err
     for listener in sim_server.account.listeners.values():
         assert re.search(rf"{listener.listener_id}\s+\S+\s+{listener.status.lower()}", out), out
@@ -140,7 +152,9 @@ async def wait_http(url: str, timeout: float = 15) -> str:
             await asyncio.sleep(0.1)
 
 
-async def read_until(stream: asyncio.StreamReader, pattern: str, timeout: float = 15) -> re.Match[str]:
+async def read_until(
+    stream: asyncio.StreamReader, pattern: str, timeout: float = 15
+) -> re.Match[str]:
     seen = ""
     deadline = time.monotonic() + timeout
     while True:

@@ -8,100 +8,19 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config
-from exporter.daemon import Exporter
 from exporter.simulator import Faults
-from tests.conftest import ACCOUNT, SimServer
-
-INTERVAL = 0.4
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def config_for(server: SimServer, **poll: Any) -> Config:
-    account = server.account
-    return Config.model_validate(
-        {
-            "accounts": [
-                {
-                    "account_id": ACCOUNT,
-                    "base_url": server.base_url,
-                    "username": account.username,
-                    "password": account.password,
-                    "max_requests_per_second": 40,
-                    "containers": [
-                        {"id": c.container_id, "name": c.name} for c in account.containers.values()
-                    ],
-                }
-            ],
-            "poll": {
-                "interval_seconds": INTERVAL,
-                "result_timeout_seconds": 2,
-                "request_timeout_seconds": 1,
-            }
-            | poll,
-        }
-    )
-
-
-class Running:
-    """A started exporter and an HTTP session to it."""
-
-    def __init__(self, exporter: Exporter, url: str, session: aiohttp.ClientSession) -> None:
-        self.exporter = exporter
-        self.url = url
-        self.session = session
-
-    async def text(self, path: str = "/metrics", **headers: str) -> str:
-        async with self.session.get(self.url + path, headers=headers) as response:
-            assert response.status == 200, await response.text()
-            return await response.text()
-
-    async def samples(self) -> Samples:
-        result: Samples = {}
-        for family in text_string_to_metric_families(await self.text()):
-            for sample in family.samples:
-                result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return result
-
-    async def wait_for(
-        self, predicate: Callable[[Samples], bool], timeout: float = 5.0
-    ) -> Samples:
-        deadline = time.monotonic() + timeout
-        while True:
-            samples = await self.samples()
-            if predicate(samples):
-                return samples
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met on /metrics within the timeout")
-            await asyncio.sleep(0.05)
-
-
-StartExporter = Callable[[Config], Awaitable[Running]]
-
-
-@pytest.fixture
-async def start_exporter() -> AsyncIterator[StartExporter]:
-    started: list[Running] = []
-
-    async def start(config: Config) -> Running:
-        exporter = Exporter(config)
-        port = await exporter.start("127.0.0.1", 0)
-        running = Running(exporter, f"http://127.0.0.1:{port}", aiohttp.ClientSession())
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        await running.session.close()
-        await running.exporter.stop()
+from tests.conftest import (
+    ACCOUNT,
+    INTERVAL,
+    Samples,
+    SimServer,
+    StartExporter,
+    config_for,
+)
 
 
 def status_series(samples: Samples) -> dict[tuple[str, str], str]:
@@ -164,7 +83,9 @@ async def test_status_change_shows_within_one_interval(
     running = await start_exporter(config_for(sim_server))
     await running.wait_for(lambda s: len(status_series(s)) == 12)
     container, listener = next(iter(simulator_truth(sim_server)))
-    new_status = "paused" if simulator_truth(sim_server)[(container, listener)] != "paused" else "errored"
+    new_status = (
+        "paused" if simulator_truth(sim_server)[(container, listener)] != "paused" else "errored"
+    )
     sim_server.sim.set_status(ACCOUNT, listener, new_status)
     changed_at = time.monotonic()
     # One interval plus its 10% jitter plus the cycle itself (result delay 0.05 s).
@@ -184,8 +105,10 @@ async def test_removed_listener_vanishes_and_new_one_appears(
     sim_server.sim.remove_listener(ACCOUNT, listener)
     sim_server.sim.add_listener(ACCOUNT, container, "brand-new", connector_type="jms")
     samples = await running.wait_for(
-        lambda s: (container, listener) not in status_series(s)
-        and (container, "brand-new") in status_series(s)
+        lambda s: (
+            (container, listener) not in status_series(s)
+            and (container, "brand-new") in status_series(s)
+        )
     )
     assert not any(dict(labels).get("listener_id") == listener for _, labels in samples)
 
@@ -245,9 +168,7 @@ async def test_wrong_password_for_one_account_does_not_touch_the_other(
     )
     running = await start_exporter(Config.model_validate(data))
     up_key = ("boomi_container_up", (("account_id", "other"), ("container_id", "other-container")))
-    samples = await running.wait_for(
-        lambda s: len(status_series(s)) == 12 and s.get(up_key) == 0
-    )
+    samples = await running.wait_for(lambda s: len(status_series(s)) == 12 and s.get(up_key) == 0)
     assert ("other-container", "other-listener") not in status_series(samples)
     await asyncio.sleep(INTERVAL * 3)
     # One rejected login in all, however many intervals pass: no retry storm.
@@ -278,7 +199,10 @@ async def test_scrape_formats(sim_server: SimServer, start_exporter: StartExport
     await running.wait_for(lambda s: len(status_series(s)) == 12)
     async with running.session.get(
         running.url + "/metrics",
-        headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
+        headers={
+            "Accept": "application/openmetrics-text; version=1.0.0",
+            "Accept-Encoding": "gzip",
+        },
         auto_decompress=False,
     ) as response:
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
