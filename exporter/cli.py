@@ -19,6 +19,7 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_listen_address, summarize
 from exporter.daemon import Exporter, poll_once, run_until_stopped
 from exporter.demo import run_demo
+from exporter.restart_cli import main as restart_main
 from exporter.simulate_cli import main as simulate_main
 from exporter.state import SnapshotStore
 
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boomi-listener-exporter",
         description="Prometheus exporter for Boomi listener status. "
-        "Run 'boomi-listener-exporter simulate --help' for the Boomi API simulator.",
+        "Subcommands: 'simulate --help' (the Boomi API simulator), 'restart --help' (restart "
+        "one listener by hand, through the remediation guards).",
     )
     parser.add_argument("--config", metavar="PATH", help="YAML configuration file")
     parser.add_argument(
@@ -127,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulate"]:
         return simulate_main(argv[1:])
+    if argv[:1] == ["restart"]:
+        setup_logging("warning", "text")
+        return restart_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
