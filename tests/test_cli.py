@@ -243,3 +243,124 @@ async def test_simulate_prints_credentials_and_serves() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+REMEDIATION_YAML = """remediation:
+  enabled: true
+  dry_run: {dry_run}
+  auth:
+    bearer_token: hook-token
+  verify_timeout_seconds: {verify}
+web:
+  listen_address: 127.0.0.1:0
+"""
+
+
+@pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 60}], indirect=True)
+async def test_sigterm_during_a_restart_logs_it_as_abandoned(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    container = sim_server.container_ids()[0]
+    listener = next(iter(sim_server.listeners_of(container)))
+    sim_server.sim.set_status(ACCOUNT, listener, "errored")
+    path = write_config(
+        tmp_path, sim_server, extra=REMEDIATION_YAML.format(dry_run="false", verify=120)
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        match = await read_until(process.stderr, r"serving on http://127\.0\.0\.1:(\d+)/metrics")
+        url = f"http://127.0.0.1:{match.group(1)}"
+        await wait_http(url + "/-/ready")
+        body = {
+            "version": "4", "status": "firing",
+            "alerts": [{"status": "firing", "fingerprint": "abc",
+                        "labels": {"container_id": container, "listener_id": listener}}],
+        }  # fmt: skip
+        async with aiohttp.ClientSession() as session, session.post(
+            url + "/webhook/alertmanager", json=body,
+            headers={"Authorization": "Bearer hook-token"},
+        ) as response:  # fmt: skip
+            assert (await response.json())["alerts"][0]["outcome"] == "queued"
+        deadline = time.monotonic() + 10
+        while not sim_server.sim.change_log:  # the restart call went out; now verifying
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+        assert time.monotonic() - started < 5
+        assert process.returncode == 0
+        log = stderr.decode()
+        assert re.search(rf"remediation abandoned at shutdown: restart of listener {listener}", log)
+        assert "while verifying the result" in log
+        assert "hook-token" not in log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("dry_run", "set_status", "args", "code", "expected", "calls"),
+    [
+        ("false", "errored", ["--yes"], 0, "Outcome: recovered", 1),
+        ("true", "errored", ["--yes"], 0, "Outcome: dry_run", 0),
+        ("false", "listening", ["--yes"], 1, "is listening: a restart is not needed", 0),
+        ("false", "errored", [], 1, "pass --yes", 0),  # no terminal to ask
+        (
+            "false",
+            "errored",
+            ["--yes", "--action", "pause"],
+            2,
+            "not in remediation.allowed_actions",
+            0,
+        ),
+    ],
+)
+async def test_manual_restart(
+    tmp_path: Path,
+    sim_server: SimServer,
+    dry_run: str,
+    set_status: str,
+    args: list[str],
+    code: int,
+    expected: str,
+    calls: int,
+) -> None:
+    container = sim_server.container_ids()[0]
+    listener = next(iter(sim_server.listeners_of(container)))
+    sim_server.sim.set_status(ACCOUNT, listener, set_status)
+    path = write_config(
+        tmp_path, sim_server, extra=REMEDIATION_YAML.format(dry_run=dry_run, verify=5)
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "restart", "--config", str(path),
+        "--container", container, "--listener", listener, *args,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    output = stdout.decode() + stderr.decode()
+    assert process.returncode == code, output
+    assert expected in output
+    assert len(sim_server.sim.change_log) == calls
+    if calls:
+        assert sim_server.account.listeners[listener].status == "listening"
+
+
+async def test_manual_restart_of_an_unconfigured_container(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    path = write_config(tmp_path, sim_server)
+    code, _, err = await run_cli(
+        "restart", "--config", str(path), "--container", "nope", "--listener", "x", "--yes",
+        env={"BOOMI_PASSWORD": sim_server.account.password},
+    )  # fmt: skip
+    assert code == 2
+    assert "container nope is not in the configuration" in err

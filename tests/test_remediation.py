@@ -120,7 +120,10 @@ def test_guards_duplicate_cooldown_budget_with_a_fake_clock() -> None:
     guards.finished(first)
     assert guards.admit(first) == "skipped_cooldown"
     now[0] = 61
-    second, third = ActionRequest("a", "c", "l2", "restart"), ActionRequest("a", "c", "l3", "restart")
+    second, third = (
+        ActionRequest("a", "c", "l2", "restart"),
+        ActionRequest("a", "c", "l3", "restart"),
+    )
     assert guards.admit(second) == "queued"  # one acted + one active = budget of 2
     assert guards.admit(third) == "skipped_budget"
     guards.finished(second)  # ended without acting (e.g. not needed): its place is free again
@@ -261,19 +264,24 @@ async def started(
     listener = next(iter(sim_server.listeners_of(container)))
     sim_server.sim.set_status(ACCOUNT, listener, "errored")
     await running.wait_for(
-        lambda s: s.get(
-            (
-                "boomi_listener_status",
+        lambda s: (
+            s.get(
                 (
-                    ("account_id", ACCOUNT),
-                    ("connector_type", sim_server.account.listeners[listener].connector_type or ""),
-                    ("container_id", container),
-                    ("listener_id", listener),
-                    ("status", "errored"),
-                ),
+                    "boomi_listener_status",
+                    (
+                        ("account_id", ACCOUNT),
+                        (
+                            "connector_type",
+                            sim_server.account.listeners[listener].connector_type or "",
+                        ),
+                        ("container_id", container),
+                        ("listener_id", listener),
+                        ("status", "errored"),
+                    ),
+                )
             )
+            == 1
         )
-        == 1
     )
     return running, container, listener
 
@@ -374,9 +382,7 @@ async def test_cooldown_skips_a_second_restart(
 async def test_budget_caps_actions_per_hour(
     sim_server: SimServer, start_exporter: StartExporter
 ) -> None:
-    running, container, listener = await started(
-        sim_server, start_exporter, max_actions_per_hour=1
-    )
+    running, container, listener = await started(sim_server, start_exporter, max_actions_per_hour=1)
     other = list(sim_server.listeners_of(container))[1]
     sim_server.sim.set_status(ACCOUNT, other, "errored")
     _, answer = await post(
