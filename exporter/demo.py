@@ -1,4 +1,5 @@
-"""`boomi-listener-exporter --demo`: the exporter against an embedded, flapping simulator."""
+"""`boomi-listener-exporter --demo`: the exporter, with remediation, against an embedded,
+flapping simulator."""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ from exporter.daemon import Exporter, run_until_stopped
 from exporter.simulator import Simulator, serve
 
 DEMO_ACCOUNT = "demo-account"
+# A demo value, printed in the banner; a real deployment reads its token from a secret.
+DEMO_WEBHOOK_TOKEN = "demo-webhook-token"
 DEMO_BANNER = """
 Boomi listener exporter demo (Ctrl-C to stop)
   exporter landing page:  http://localhost:{port}/
   metrics:                http://localhost:{port}/metrics
   simulated Boomi API:    {base_url}/{account}   (user {username}, password {password})
   simulator state:        {control_url}/__simulator/state
+  remediation webhook:    POST http://localhost:{port}/webhook/alertmanager
+                          (Authorization: Bearer {token}; restarts errored listeners)
 The fleet flaps now and then: listeners go errored or paused and come back.
 """
 
 
 def demo_config(base_url: str, sim: Simulator) -> Config:
-    """A config that polls every container of the simulator's demo account every 10 s."""
+    """Poll every container of the simulator's demo account every 10 s; remediation enabled."""
     account = sim.accounts[DEMO_ACCOUNT]
     return Config.model_validate(
         {
@@ -40,6 +45,13 @@ def demo_config(base_url: str, sim: Simulator) -> Config:
                 }
             ],
             "poll": {"interval_seconds": 10, "result_timeout_seconds": 30},
+            "remediation": {
+                "enabled": True,
+                "dry_run": False,
+                "auth": {"bearer_token": DEMO_WEBHOOK_TOKEN},
+                "cooldown_seconds": 60,
+                "verify_timeout_seconds": 30,
+            },
         }
     )
 
@@ -66,6 +78,7 @@ async def _demo(host: str, port: int) -> None:
                 username=account.username,
                 password=account.password,
                 control_url=base_url.removesuffix("/api/rest/v1"),
+                token=DEMO_WEBHOOK_TOKEN,
             ),
             flush=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -195,7 +196,7 @@ async def test_daemon_serves_and_stops_cleanly_on_signal(
             await process.wait()
 
 
-async def test_demo_runs_and_shows_listeners() -> None:
+async def test_demo_runs_shows_listeners_and_remediates() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -204,15 +205,28 @@ async def test_demo_runs_and_shows_listeners() -> None:
     try:
         match = await read_until(process.stdout, r"metrics:\s+http://localhost:(\d+)/metrics")
         url = f"http://127.0.0.1:{match.group(1)}"
+        control = (await read_until(process.stdout, r"simulator state:\s+(\S+)/state")).group(1)
         deadline = time.monotonic() + 20
         while True:
             metrics = await wait_http(url + "/metrics")
-            if metrics.count('status="listening"') >= 12:
+            if metrics.count("boomi_listener_status{") >= 48:  # 12 listeners x 4 statuses
                 break
             assert time.monotonic() < deadline, metrics
             await asyncio.sleep(0.2)
         page = await wait_http(url + "/")
         assert "prod-molecule-1" in page
+        # The demo's remediation: make a listener errored, post the alert, see it restarted.
+        # The demo fleet also heals itself now and then; if it beat the restart to it, the
+        # outcome is skipped_not_needed with no call, and the attempt is made again.
+        state = json.loads(await wait_http(control + "/state"))
+        listener = state["accounts"]["demo-account"]["listeners"][0]
+        for _attempt in range(3):
+            outcome = await demo_remediation(url, control, listener)
+            if outcome == "recovered":
+                break
+        assert outcome == "recovered"
+        state = json.loads(await wait_http(control + "/state"))
+        assert [entry["listener_id"] for entry in state["change_log"]] == [listener["listener_id"]]
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.wait(), 10)
         assert process.returncode == 0
@@ -220,6 +234,45 @@ async def test_demo_runs_and_shows_listeners() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def demo_remediation(url: str, control: str, listener: dict[str, str]) -> str:
+    """Make a demo listener errored, wait until it shows, post its alert; the final outcome."""
+    listener_id = listener["listener_id"]
+    async with aiohttp.ClientSession() as session:
+        async with session.put(
+            f"{control}/listeners/{listener_id}", json={"status": "errored"}
+        ) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 15  # the demo polls every 10 s
+        while f'listener_id="{listener_id}",status="errored"}} 1.0' not in (
+            await wait_http(url + "/metrics")
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        before = remediation_lines(await wait_http(url + "/metrics"))
+        body = {"version": "4", "status": "firing", "alerts": [{"status": "firing",
+                "fingerprint": "demo", "labels": {"container_id": listener["container_id"],
+                                                  "listener_id": listener_id}}]}  # fmt: skip
+        async with session.post(
+            url + "/webhook/alertmanager", json=body,
+            headers={"Authorization": "Bearer demo-webhook-token"},
+        ) as response:  # fmt: skip
+            assert (await response.json())["alerts"][0]["outcome"] == "queued"
+    deadline = time.monotonic() + 20
+    while True:
+        new = remediation_lines(await wait_http(url + "/metrics")) - before
+        for outcome in ("recovered", "skipped_not_needed", "not_recovered", "failed"):
+            if any(f'outcome="{outcome}"' in line for line in new):
+                return outcome
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+
+
+def remediation_lines(metrics: str) -> set[str]:
+    return {
+        line for line in metrics.splitlines() if line.startswith("boomi_remediation_actions_total")
+    }
 
 
 async def test_simulate_prints_credentials_and_serves() -> None:
