@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -273,11 +275,16 @@ def retry_after_seconds(value: str | None) -> float | None:
 # Rate limiting.
 
 
+PRIORITY_STATUS = 0  # listener status cycles and remediation: freshness depends on them
+PRIORITY_BACKGROUND = 1  # discovery and process names: they wait for spare budget
+
+
 class RateLimiter:
     """At most `rate` requests in any window of one second, shared by every caller of an account.
 
     A sliding log of send times rather than a token bucket: a bucket lets a full burst follow a
-    full second, which Boomi's window counts as too many. Waiters are served in arrival order.
+    full second, which Boomi's window counts as too many. Waiters are served by priority, then
+    in arrival order, so background work only ever uses budget that status polling leaves.
     `pause(seconds)` holds every caller back after Boomi said 503, so a shared account recovers.
     """
 
@@ -294,7 +301,9 @@ class RateLimiter:
         self.window += self.WINDOW_MARGIN_SECONDS
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
         self._clock = clock
         self._sleep = sleep
 
@@ -310,12 +319,27 @@ class RateLimiter:
             delay = max(delay, self._sent[0] + self.window - now)
         return delay
 
-    async def acquire(self) -> None:
+    async def acquire(self, priority: int = PRIORITY_STATUS) -> None:
         """Wait until one more request fits in the window, and record it as sent."""
-        async with self._lock:
-            while (delay := self._delay(self._clock())) > 0:
+        granted = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrivals), granted))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="rate limiter")
+        await granted
+
+    async def _dispatch(self) -> None:
+        # One dispatcher hands out slots; it sleeps until the next slot, then serves whoever
+        # is first in line at that moment, so a late high-priority caller overtakes.
+        while self._waiting:
+            delay = self._delay(self._clock())
+            if delay > 0:
                 await self._sleep(delay)
+                continue
+            _, _, granted = heapq.heappop(self._waiting)
+            if granted.done():  # its caller was cancelled while waiting
+                continue
             self._sent.append(self._clock())
+            granted.set_result(None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,6 +466,7 @@ class BoomiClient:
         text_body: str | None = None,
         retry_server_errors: bool = True,
         answer_statuses: tuple[int, ...] = (),
+        priority: int = PRIORITY_STATUS,
     ) -> _Answer:
         """One logical call: rate-limited attempts with retries; returns status and JSON body.
 
@@ -469,6 +494,7 @@ class BoomiClient:
                     text_body=text_body,
                     where=where,
                     answer_statuses=answer_statuses,
+                    priority=priority,
                 )
             except _Retryable as exc:
                 last = exc
@@ -508,8 +534,9 @@ class BoomiClient:
         text_body: str | None,
         where: str,
         answer_statuses: tuple[int, ...],
+        priority: int,
     ) -> _Answer:
-        await self.limiter.acquire()
+        await self.limiter.acquire(priority)
         self._check_auth_backoff(operation, container_id)
         session = self._get_session()
         started = time.perf_counter()
@@ -692,10 +719,14 @@ class BoomiClient:
     async def query_atoms(self, expression: Mapping[str, Any] | None = None) -> list[Atom]:
         """Every runtime the account has (optionally filtered), following queryMore pages."""
         query: dict[str, Any] = {"QueryFilter": {"expression": expression}} if expression else {}
-        answer = await self._request("POST", "Atom/query", OP_ATOM, json_body=query)
+        answer = await self._request(
+            "POST", "Atom/query", OP_ATOM, json_body=query, priority=PRIORITY_BACKGROUND
+        )
         atoms, token = parse_atom_page(answer.body)
         while token is not None:
-            answer = await self._request("POST", "Atom/queryMore", OP_ATOM, text_body=token)
+            answer = await self._request(
+                "POST", "Atom/queryMore", OP_ATOM, text_body=token, priority=PRIORITY_BACKGROUND
+            )
             page, token = parse_atom_page(answer.body)
             atoms.extend(page)
         return atoms
@@ -711,6 +742,7 @@ class BoomiClient:
                 "Process/bulk",
                 OP_PROCESS,
                 json_body={"type": "GET", "request": [{"id": pid} for pid in chunk]},
+                priority=PRIORITY_BACKGROUND,
             )
             names.update(parse_process_bulk(answer.body))
         return names

@@ -36,6 +36,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "ContainerConfig",
+    "DiscoveryConfig",
+    "NamesConfig",
     "PollConfig",
     "RemediationConfig",
     "WebConfig",
@@ -109,6 +111,38 @@ class ContainerConfig(_Model):
     name: str | None = None
 
 
+RuntimeType = Literal["ATOM", "MOLECULE", "CLOUD"]
+RuntimeStatus = Literal["ONLINE", "OFFLINE", "WARNING", "UNKNOWN"]
+
+
+class DiscoveryConfig(_Model):
+    """Find an account's runtimes with Boomi's Atom query, in addition to the listed ones."""
+
+    enabled: bool = False
+    types: list[RuntimeType] = Field(default=["ATOM", "MOLECULE", "CLOUD"], min_length=1)
+    statuses: list[RuntimeStatus] = Field(default=["ONLINE"], min_length=1)
+    # A regular expression the whole runtime name must match (anchored, as in Prometheus).
+    name_pattern: str = ".*"
+    # Also how often every runtime's status (ONLINE/OFFLINE), type and name are refreshed.
+    interval_seconds: float = Field(default=600.0, gt=0)
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _check_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression: {exc.msg}") from None
+        return value
+
+    @field_validator("types", "statuses")
+    @classmethod
+    def _check_no_repeats(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("must not list the same value twice")
+        return values
+
+
 class AccountConfig(_Model):
     """One Boomi account: API credentials, this exporter's rate budget and its containers."""
 
@@ -122,7 +156,15 @@ class AccountConfig(_Model):
     # After Boomi rejects the credentials no call is made for this long, so a wrong password
     # cannot lock the account's user out.
     auth_failure_backoff_seconds: float = Field(default=300.0, ge=0)
-    containers: list[ContainerConfig] = Field(min_length=1)
+    # At least one, unless discovery is enabled.
+    containers: list[ContainerConfig] = Field(default_factory=list)
+    discovery: DiscoveryConfig = DiscoveryConfig()
+
+    @model_validator(mode="after")
+    def _check_something_to_poll(self) -> AccountConfig:
+        if not self.containers and not self.discovery.enabled:
+            raise _error_at("containers", "required (at least one), unless discovery is enabled")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +196,14 @@ class AccountConfig(_Model):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
+
+
+class NamesConfig(_Model):
+    """Resolving listener ids to process names (Process/bulk), for labels and pages."""
+
+    enabled: bool = True
+    # New listeners are named within a poll or two; known names are re-read this often.
+    refresh_seconds: float = Field(default=21600.0, gt=0)
 
 
 class PollConfig(_Model):
@@ -310,6 +360,7 @@ class Config(_Model):
 
     accounts: list[AccountConfig] = Field(min_length=1)
     poll: PollConfig = PollConfig()
+    names: NamesConfig = NamesConfig()
     web: WebConfig = WebConfig()
     remediation: RemediationConfig = RemediationConfig()
 
@@ -319,7 +370,9 @@ class Config(_Model):
         # "poll:" with every option commented out parses as null; it means "all defaults".
         if isinstance(data, dict):
             return {
-                key: {} if value is None and key in ("poll", "web", "remediation") else value
+                key: {}
+                if value is None and key in ("poll", "names", "web", "remediation")
+                else value
                 for key, value in data.items()
             }
         return data
@@ -603,11 +656,24 @@ def summarize(config: Config) -> str:
         for container in account.containers:
             name = f" ({container.name})" if container.name else ""
             lines.append(f"      {container.id}{name}")
+        discovery = account.discovery
+        if discovery.enabled:
+            lines.append(
+                f"    discovery: every {_seconds(discovery.interval_seconds)}, types"
+                f" {', '.join(discovery.types)}, statuses {', '.join(discovery.statuses)},"
+                f" names matching {discovery.name_pattern!r}"
+            )
     poll = config.poll
     lines.append(
         f"poll: every {_seconds(poll.interval_seconds)},"
         f" result timeout {_seconds(poll.result_timeout_seconds)},"
         f" request timeout {_seconds(poll.request_timeout_seconds)}"
+    )
+    names = config.names
+    lines.append(
+        f"process names: refreshed every {_seconds(names.refresh_seconds)}"
+        if names.enabled
+        else "process names: disabled"
     )
     lines.append(f"web: listen on {config.web.listen_address}")
     remediation = config.remediation

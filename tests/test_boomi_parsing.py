@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from exporter.boomi import (
+    PRIORITY_BACKGROUND,
+    PRIORITY_STATUS,
     ApiError,
     AsyncResult,
     ListenerStatus,
@@ -211,8 +213,11 @@ class FakeClock:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        # Let every task that is ready run first (as on a real loop, where time passes only
+        # while everyone waits), then jump.
+        for _ in range(5):
+            await asyncio.sleep(0)
         self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
 
 
 def max_in_any_window(times: list[float], window: float = 1.0) -> int:
@@ -267,3 +272,35 @@ async def test_rate_limiter_pause_holds_every_caller() -> None:
 def test_rate_limiter_rejects_non_positive_rate() -> None:
     with pytest.raises(ValueError):
         RateLimiter(0)
+
+
+async def test_rate_limiter_serves_status_before_background_work() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
+    order: list[str] = []
+
+    async def caller(name: str, priority: int) -> None:
+        await limiter.acquire(priority)
+        order.append(name)
+
+    background = [asyncio.create_task(caller(f"b{i}", PRIORITY_BACKGROUND)) for i in range(4)]
+    await asyncio.sleep(0)  # the background callers queue first...
+    status = [asyncio.create_task(caller(f"s{i}", PRIORITY_STATUS)) for i in range(4)]
+    await asyncio.gather(*background, *status)
+    # ...but only those granted before the status callers arrived go ahead of them.
+    granted_first = [name for name in order if name.startswith("b")][:2]
+    assert order[:2] == granted_first
+    assert order[2:6] == ["s0", "s1", "s2", "s3"]
+    assert order[6:] == ["b2", "b3"]
+
+
+async def test_rate_limiter_skips_cancelled_waiters() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    start = clock()
+    await limiter.acquire()
+    assert clock() - start < 1.1  # the cancelled waiter did not use the next slot

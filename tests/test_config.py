@@ -20,6 +20,8 @@ from exporter.config import (
     Config,
     ConfigError,
     ContainerConfig,
+    DiscoveryConfig,
+    NamesConfig,
     PollConfig,
     RemediationConfig,
     WebConfig,
@@ -144,7 +146,20 @@ AUTH_REQUIRED = (
         ),
         ([("accounts.0.containers", CONTAINERS_3)], "accounts[0].containers[2].id: required"),
         ([("accounts", [])], "accounts: must not be empty"),
-        ([("accounts.0.containers", [])], "accounts[0].containers: must not be empty"),
+        (
+            [("accounts.0.containers", [])],
+            "accounts[0].containers: required (at least one), unless discovery is enabled",
+        ),
+        (
+            [("accounts.0.discovery", {"enabled": True, "name_pattern": "("})],
+            "accounts[0].discovery.name_pattern: is not a valid regular expression:"
+            " missing ), unterminated subpattern",
+        ),
+        (
+            [("accounts.0.discovery", {"types": ["ATOM", "ROBOT"]})],
+            "accounts[0].discovery.types[1]: must be one of: ATOM, MOLECULE, CLOUD",
+        ),
+        ([("names", {"refresh_seconds": 0})], "names.refresh_seconds: must be greater than 0"),
         # identifiers and URLs
         (
             [("accounts.0.account_id", "acme/x")],
@@ -645,6 +660,8 @@ def test_example_config_documents_every_option() -> None:
         RemediationConfig,
         WebhookAuthConfig,
         BasicAuthConfig,
+        DiscoveryConfig,
+        NamesConfig,
     ]
     names = {"password_file", "bearer_token_file"}
     for model in models:
