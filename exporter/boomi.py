@@ -410,6 +410,7 @@ class BoomiClient:
         self._session: aiohttp.ClientSession | None = None
         self._auth_blocked_until = 0.0
         self._auth_error: AuthError | None = None
+        self._credentials_ok = False  # some call has been answered without 401/403
         # Seconds from query to settled result, learnt from answers, so the first GET comes when
         # the result is likely ready rather than on a blind timer.
         self.expected_result_delay = 1.0
@@ -558,6 +559,15 @@ class BoomiClient:
             raise _Retryable("error", f"transport failure ({kind})") from exc
         self._observe(operation, str(status), started)
         if status in (401, 403):
+            if status == 403 and self._credentials_ok and operation not in (OP_QUERY, OP_RESULT):
+                # With credentials that work for ListenerStatus, a 403 on another call means
+                # the user lacks the privilege for it; that must not stop status polling.
+                raise AuthError(
+                    f"Boomi refused {operation}{where} on account {self.account_id} (HTTP 403):"
+                    " wrong credentials, or the user lacks the privilege for this call",
+                    operation=operation,
+                    container_id=container_id,
+                )
             self._auth_error = AuthError(
                 f"Boomi rejected the credentials of account {self.account_id} (HTTP {status});"
                 " check the username (API tokens use BOOMI_TOKEN.<user>), the password or"
@@ -566,6 +576,7 @@ class BoomiClient:
                 container_id=container_id,
             )
             self._auth_blocked_until = self._clock() + self._auth_backoff
+            self._credentials_ok = False
             raise self._auth_error
         if status == 503:
             raise _Retryable("503", "HTTP 503", retry_after)
@@ -573,6 +584,7 @@ class BoomiClient:
             raise _Retryable(str(status), f"HTTP {status}", retry_after)
         # A good answer clears an old credentials failure (the password was fixed).
         self._auth_error = None
+        self._credentials_ok = True
         if status == 204 or status in answer_statuses or not raw.strip():
             return _Answer(status, None)
         if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):

@@ -88,18 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_table(store: SnapshotStore) -> None:
-    """The --once output: one line per listener, and one per container that failed."""
-    print(f"{'CONTAINER':<40} {'LISTENER':<38} {'CONNECTOR':<12} STATUS")
+    """The --once output: one row per listener, and one per container that failed."""
+    rows = [("CONTAINER", "PROCESS", "LISTENER ID", "CONNECTOR", "STATUS")]
     for snapshot in store.containers():
         label = snapshot.container_name or snapshot.container_id
         if not snapshot.up:
-            print(f"{label:<40} {'-':<38} {'-':<12} POLL FAILED: {snapshot.last_error}")
+            rows.append((label, "-", "-", "-", f"POLL FAILED: {snapshot.last_error}"))
             continue
         if not snapshot.listeners:
-            print(f"{label:<40} {'(no listeners)':<38}")
+            rows.append((label, "(no listeners)", "-", "-", "-"))
         for listener in snapshot.listeners:
-            name = store.process_names.get(listener.listener_id, listener.listener_id)
-            print(f"{label:<40} {name:<38} {listener.connector_type or '-':<12} {listener.status}")
+            name = store.process_names.get((snapshot.account_id, listener.listener_id), "-")
+            connector = listener.connector_type or "-"
+            rows.append((label, name, listener.listener_id, connector, listener.status))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[4]]))
 
 
 def listen_address(args: argparse.Namespace, config: Config | None) -> tuple[str, int]:
@@ -111,17 +116,20 @@ def listen_address(args: argparse.Namespace, config: Config | None) -> tuple[str
     return parse_listen_address(DEFAULT_LISTEN_ADDRESS)
 
 
-async def _serve(exporter: Exporter, host: str, port: int, banner: str = "") -> None:
+async def _serve(exporter: Exporter, host: str, port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
 
-    def started(bound: int) -> None:
-        if banner:
-            print(banner.format(port=bound), flush=True)
+    def reload() -> None:
+        task = asyncio.create_task(exporter.reload(), name="reload")
+        reloads.add(task)  # a reference, so the task is not collected while it runs
+        task.add_done_callback(reloads.discard)
 
-    await run_until_stopped(exporter, host, port, stop, started)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await run_until_stopped(exporter, host, port, stop, lambda _port: None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK if all(s.up for s in store.containers()) else EXIT_FAILURE
     host, port = listen_address(args, config)
     try:
-        asyncio.run(_serve(Exporter(config), host, port))
+        asyncio.run(_serve(Exporter(config, config_path=args.config), host, port))
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", host, port, exc.strerror or exc)
         return EXIT_FAILURE

@@ -1,15 +1,18 @@
-"""Wires configuration, Boomi clients, poller, store, metrics and web server into one daemon."""
+"""Wires configuration, Boomi clients, poller, fleet, store, metrics, remediation and web server
+into one daemon, and applies a reloaded configuration without losing state."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from aiohttp import web
 
 from exporter.boomi import BoomiClient
-from exporter.config import AccountConfig, Config
+from exporter.config import AccountConfig, Config, ConfigError, load_config
+from exporter.fleet import FleetRefresher, merge_targets
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, Target
 from exporter.remediation import Remediator, add_webhook
@@ -19,17 +22,8 @@ from exporter.web import create_app
 log = logging.getLogger(__name__)
 
 
-def targets_from_config(config: Config) -> list[Target]:
-    """Every configured container, in configuration order."""
-    return [
-        Target(account.account_id, container.id, container.name or "")
-        for account in config.accounts
-        for container in account.containers
-    ]
-
-
 def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
-    """The allow-list of remediation: each configured account's container ids."""
+    """Each configured account's listed container ids."""
     return {
         account.account_id: frozenset(container.id for container in account.containers)
         for account in config.accounts
@@ -50,14 +44,27 @@ def client_for(account: AccountConfig, config: Config, metrics: ExporterMetrics)
     )
 
 
+def _client_settings(account: AccountConfig, config: Config) -> tuple[object, ...]:
+    # What a client is built from; a change means a new client (and session).
+    return (
+        account.base_url,
+        account.username,
+        account.password.get_secret_value(),
+        account.max_requests_per_second,
+        account.auth_failure_backoff_seconds,
+        config.poll.request_timeout_seconds,
+    )
+
+
 class Exporter:
     """The running daemon: polls in the background and serves what it learnt over HTTP."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.store = SnapshotStore()
         self.metrics = ExporterMetrics(self.store)
-        self.clients = {
+        self.clients: dict[str, BoomiClient] = {
             account.account_id: client_for(account, config, self.metrics)
             for account in config.accounts
         }
@@ -67,24 +74,44 @@ class Exporter:
             interval_seconds=config.poll.interval_seconds,
             result_timeout_seconds=config.poll.result_timeout_seconds,
         )
-        self.remediator: Remediator | None = None
-        remediation = config.remediation
-        if remediation.enabled:
-            self.remediator = Remediator(
-                remediation,
-                self.clients,
-                self.store,
-                self.metrics.count_remediation,
-                containers=containers_by_account(config),
-            )
-        remediator = self.remediator
+        self.refreshers: dict[str, FleetRefresher] = {}
+        self._targets: dict[str, list[Target]] = {}
+        self.remediator = Remediator(
+            config.remediation,
+            self.clients,
+            self.store,
+            self.metrics.count_remediation,
+            containers=self.polled_containers,
+        )
         self.app = create_app(
             self.store,
             self.metrics,
-            extra_routes=(lambda app: add_webhook(app, remediator)) if remediator else None,
-            client_max_size=remediation.max_body_bytes,
+            extra_routes=lambda app: add_webhook(app, self.remediator),
+            reload=self.reload if config_path is not None else None,
         )
         self._runner: web.AppRunner | None = None
+        self._reloading = asyncio.Lock()
+
+    def polled_containers(self) -> Mapping[str, frozenset[str]]:
+        """Each account's containers being polled now (listed and discovered): the allow-list."""
+        return {
+            account_id: frozenset(target.container_id for target in targets)
+            for account_id, targets in self._targets.items()
+        }
+
+    def _set_account_targets(self, account_id: str, targets: list[Target]) -> None:
+        self._targets[account_id] = targets
+        self.poller.set_targets(t for ts in self._targets.values() for t in ts)
+
+    def _refresher(self, account: AccountConfig, config: Config) -> FleetRefresher:
+        return FleetRefresher(
+            account,
+            config.names,
+            self.clients[account.account_id],
+            self.store,
+            self._set_account_targets,
+            names_check_seconds=min(15.0, config.poll.interval_seconds),
+        )
 
     async def start(self, host: str, port: int) -> int:
         """Start serving HTTP and polling; return the port really bound (for port 0)."""
@@ -95,33 +122,109 @@ class Exporter:
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound = int(self._runner.addresses[0][1])
-        self.poller.set_targets(targets_from_config(self.config))
-        remediation = self.config.remediation
-        if remediation.enabled:
-            if remediation.auth == "none":
-                log.warning(
-                    "remediation webhook is enabled WITHOUT authentication (auth: none): anyone"
-                    " who can reach this port can make it restart listeners"
-                )
-            log.info(
-                "remediation webhook enabled at /webhook/alertmanager%s; actions %s",
-                " in dry-run mode (no changes are made)" if remediation.dry_run else "",
-                ", ".join(remediation.allowed_actions),
-            )
+        for account in self.config.accounts:
+            refresher = self._refresher(account, self.config)
+            self.refreshers[account.account_id] = refresher
+            refresher.start()
+        self._log_remediation()
         log.info(
             "serving on http://%s:%d/metrics, polling %d containers of %d accounts",
             host or "0.0.0.0",
             bound,
-            len(targets_from_config(self.config)),
+            sum(len(targets) for targets in self._targets.values()),
             len(self.config.accounts),
         )
         return bound
 
+    def _log_remediation(self) -> None:
+        remediation = self.config.remediation
+        if not remediation.enabled:
+            return
+        if remediation.auth == "none":
+            log.warning(
+                "remediation webhook is enabled WITHOUT authentication (auth: none): anyone"
+                " who can reach this port can make it restart listeners"
+            )
+        log.info(
+            "remediation webhook enabled at /webhook/alertmanager%s; actions %s",
+            " in dry-run mode (no changes are made)" if remediation.dry_run else "",
+            ", ".join(remediation.allowed_actions),
+        )
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; apply it if valid, else keep the running one. (ok, message)"""
+        if self.config_path is None:
+            return False, "no configuration file to reload (demo mode)"
+        async with self._reloading:
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as exc:
+                self.metrics.config_reload_successful.set(0)
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return False, str(exc)
+            await self._apply(new)
+            self.metrics.config_reload_successful.set(1)
+            self.metrics.config_reload_time.set_to_current_time()
+            log.info("configuration reloaded from %s", self.config_path)
+            return True, "configuration reloaded"
+
+    async def _apply(self, new: Config) -> None:
+        old = self.config
+        old_accounts = {account.account_id: account for account in old.accounts}
+        new_ids = {account.account_id for account in new.accounts}
+        retired: list[BoomiClient] = []
+        for account_id in set(old_accounts) - new_ids:
+            await self.refreshers.pop(account_id).stop()
+            self._targets.pop(account_id, None)
+            retired.append(self.clients.pop(account_id))
+        self.poller.configure(
+            interval_seconds=new.poll.interval_seconds,
+            result_timeout_seconds=new.poll.result_timeout_seconds,
+        )
+        restarted: list[str] = []
+        for account in new.accounts:
+            previous = old_accounts.get(account.account_id)
+            client_changed = previous is None or _client_settings(
+                previous, old
+            ) != _client_settings(account, new)
+            if client_changed:
+                if previous is not None:
+                    retired.append(self.clients[account.account_id])
+                    restarted.append(account.account_id)
+                self.clients[account.account_id] = client_for(account, new, self.metrics)
+            if client_changed or previous != account or old.names != new.names:
+                refresher = self.refreshers.pop(account.account_id, None)
+                if refresher is not None:
+                    await refresher.stop()
+                # Listed containers at once; discovered ones stay until the next Atom query.
+                kept = [
+                    t for t in self._targets.get(account.account_id, [])
+                    if t.container_id not in {c.id for c in account.containers}
+                    and account.discovery.enabled
+                ]  # fmt: skip
+                self._targets[account.account_id] = merge_targets(account, None) + kept
+                refresher = self._refresher(account, new)
+                self.refreshers[account.account_id] = refresher
+                refresher.start()
+        self.poller.set_targets(t for ts in self._targets.values() for t in ts)
+        for account_id in restarted:
+            self.poller.restart_account(account_id)
+        await asyncio.gather(*(client.close() for client in retired))
+        self.remediator.configure(new.remediation)
+        if new.web.listen_address != old.web.listen_address:
+            log.warning(
+                "web.listen_address changed to %s: restart the exporter to apply it",
+                new.web.listen_address,
+            )
+        self.config = new
+        if new.remediation != old.remediation:
+            self._log_remediation()
+
     async def stop(self) -> None:
         """Stop polling and remediating, close the Boomi sessions and the HTTP server."""
+        await asyncio.gather(*(refresher.stop() for refresher in self.refreshers.values()))
         await self.poller.stop()
-        if self.remediator is not None:
-            await self.remediator.stop()
+        await self.remediator.stop()
         await asyncio.gather(*(client.close() for client in self.clients.values()))
         if self._runner is not None:
             await self._runner.cleanup()
@@ -129,13 +232,30 @@ class Exporter:
 
 
 async def poll_once(config: Config) -> SnapshotStore:
-    """Poll every configured container once, concurrently, and return the resulting store."""
+    """Poll every configured container once, concurrently, name what was found; the store."""
     exporter = Exporter(config)
+    found = {account.account_id: merge_targets(account, None) for account in config.accounts}
     exporter.store.set_containers(
-        (t.account_id, t.container_id, t.name) for t in targets_from_config(config)
+        (t.account_id, t.container_id, t.name) for ts in found.values() for t in ts
     )
+    refreshers = [
+        FleetRefresher(
+            account,
+            config.names,
+            exporter.clients[account.account_id],
+            exporter.store,
+            found.__setitem__,
+        )
+        for account in config.accounts
+    ]
     try:
-        await asyncio.gather(*(exporter.poller.poll(t) for t in targets_from_config(config)))
+        # Runtime names and OFFLINE status first (a failure here only costs the names).
+        await asyncio.gather(*(refresher.refresh_runtimes() for refresher in refreshers))
+        targets = [t for ts in found.values() for t in ts]
+        exporter.store.set_containers((t.account_id, t.container_id, t.name) for t in targets)
+        await asyncio.gather(*(exporter.poller.poll(t) for t in targets))
+        if config.names.enabled:
+            await asyncio.gather(*(refresher.refresh_names() for refresher in refreshers))
     finally:
         await asyncio.gather(*(client.close() for client in exporter.clients.values()))
     return exporter.store

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -44,8 +44,14 @@ class SnapshotCollector(Collector):
         )
         container_info = GaugeMetricFamily(
             "boomi_container_info",
-            "A monitored Boomi runtime (Atom, Molecule or Cloud) and its name.",
-            labels=["account_id", "container_id", "container_name"],
+            "A monitored Boomi runtime, its name and type (ATOM, MOLECULE, CLOUD; '' until known).",
+            labels=["account_id", "container_id", "container_name", "container_type"],
+        )
+        online = GaugeMetricFamily(
+            "boomi_container_online",
+            "0 if Boomi reports the runtime OFFLINE (its listeners are then not polled), else 1. "
+            "From a background Atom query; absent until that has answered.",
+            labels=["account_id", "container_id"],
         )
         up = GaugeMetricFamily(
             "boomi_container_up",
@@ -65,7 +71,11 @@ class SnapshotCollector(Collector):
         names = self._store.process_names
         for snapshot in self._store.containers():
             ids = [snapshot.account_id, snapshot.container_id]
-            container_info.add_metric([*ids, snapshot.container_name or snapshot.container_id], 1)
+            container_info.add_metric(
+                [*ids, snapshot.container_name or snapshot.container_id, snapshot.container_type], 1
+            )
+            if snapshot.online is not None:
+                online.add_metric(ids, 1 if snapshot.online else 0)
             if snapshot.polled:
                 up.add_metric(ids, 1 if snapshot.up else 0)
             if snapshot.last_success_time is not None:
@@ -76,7 +86,7 @@ class SnapshotCollector(Collector):
                 labels = [*ids, listener.listener_id, listener.connector_type]
                 for value in LISTENER_STATUSES:
                     status.add_metric([*labels, value], 1 if listener.status == value else 0)
-                name = names.get(listener.listener_id)
+                name = names.get((snapshot.account_id, listener.listener_id))
                 if name:
                     listener_info.add_metric([*ids, listener.listener_id, name], 1)
         build = GaugeMetricFamily(
@@ -85,7 +95,16 @@ class SnapshotCollector(Collector):
             labels=["version"],
         )
         build.add_metric([__version__], 1)
-        yield from (status, listener_info, container_info, up, last_success, duration, build)
+        yield from (
+            status,
+            listener_info,
+            container_info,
+            online,
+            up,
+            last_success,
+            duration,
+            build,
+        )
 
 
 class ExporterMetrics:
@@ -107,6 +126,18 @@ class ExporterMetrics:
             buckets=API_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.config_reload_successful = Gauge(
+            "boomi_exporter_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
+            registry=self.registry,
+        )
+        self.config_reload_successful.set(1)
+        self.config_reload_time = Gauge(
+            "boomi_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+            registry=self.registry,
+        )
+        self.config_reload_time.set_to_current_time()
         self.remediation_actions = Counter(
             "boomi_remediation_actions",
             "Remediation requests by outcome (queued ones end as exactly one other outcome).",

@@ -52,20 +52,34 @@ class Poller:
         self._result_timeout = result_timeout_seconds
         self._rng = rng or random.Random()
         self._wall_clock = wall_clock
-        self._tasks: dict[Target, asyncio.Task[None]] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._targets: dict[tuple[str, str], Target] = {}
+
+    def configure(self, *, interval_seconds: float, result_timeout_seconds: float) -> None:
+        """New timings; each container's next cycle uses them."""
+        self._interval = interval_seconds
+        self._result_timeout = result_timeout_seconds
 
     def set_targets(self, targets: Iterable[Target]) -> None:
         """Poll exactly these targets: start new ones, stop removed ones, keep the rest running."""
-        wanted = list(targets)
-        self._store.set_containers((t.account_id, t.container_id, t.name) for t in wanted)
-        for target in list(self._tasks):
-            if target not in wanted:
-                self._tasks.pop(target).cancel()
-        for target in wanted:
-            if target not in self._tasks:
-                self._tasks[target] = asyncio.create_task(
-                    self._run(target), name=f"poll {target.account_id}/{target.container_id}"
-                )
+        wanted = {(t.account_id, t.container_id): t for t in targets}
+        self._targets = wanted
+        self._store.set_containers((t.account_id, t.container_id, t.name) for t in wanted.values())
+        for key in list(self._tasks):
+            if key not in wanted:
+                self._tasks.pop(key).cancel()
+        for key in wanted:
+            if key not in self._tasks:
+                self._start(key)
+
+    def restart_account(self, account_id: str) -> None:
+        """Restart the polling of an account's containers (its client was replaced)."""
+        for key in [key for key in self._tasks if key[0] == account_id]:
+            self._tasks.pop(key).cancel()
+            self._start(key)
+
+    def _start(self, key: tuple[str, str]) -> None:
+        self._tasks[key] = asyncio.create_task(self._run(key), name=f"poll {key[0]}/{key[1]}")
 
     async def stop(self) -> None:
         """Cancel every polling task and wait for them to end."""
@@ -75,14 +89,14 @@ class Poller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, target: Target) -> None:
+    async def _run(self, key: tuple[str, str]) -> None:
         loop = asyncio.get_running_loop()
         next_start = loop.time()
         while True:
             jitter = self._rng.uniform(0, JITTER_FRACTION * self._interval)
             await asyncio.sleep(max(0.0, next_start + jitter - loop.time()))
             started = loop.time()
-            await self.poll(target)
+            await self.poll(self._targets[key])
             # Fixed cadence from the planned start; an overrun cycle skips missed slots.
             next_start += self._interval
             if next_start < started:
@@ -94,6 +108,15 @@ class Poller:
         where = f"container {target.container_id} ({target.name or 'unnamed'})"
         started = time.monotonic()
         previous = self._store.get(target.account_id, target.container_id)
+        if previous is not None and previous.online is False:
+            # Boomi says OFFLINE: a ListenerStatus query would never settle; spend nothing.
+            self._store.record_failure(
+                target.account_id,
+                target.container_id,
+                "the runtime is OFFLINE in Boomi; its listeners are not polled",
+                duration_seconds=0.0,
+            )
+            return False
         try:
             listeners = await client.fetch_listener_statuses(
                 target.container_id, result_timeout_seconds=self._result_timeout

@@ -257,7 +257,7 @@ class Remediator:
         store: SnapshotStore,
         count: CountOutcome,
         *,
-        containers: Mapping[str, frozenset[str]],
+        containers: Callable[[], Mapping[str, frozenset[str]]],
         clock: Callable[[], float] = time.monotonic,
         verify_poll_seconds: float = VERIFY_POLL_SECONDS,
     ) -> None:
@@ -266,9 +266,17 @@ class Remediator:
         self._store = store
         self._count = count
         self._containers = containers
+        self._verify_poll_max = verify_poll_seconds
         self._verify_poll = min(verify_poll_seconds, config.verify_timeout_seconds / 4)
         self.guards = Guards(config.cooldown_seconds, config.max_actions_per_hour, clock)
         self._tasks: dict[asyncio.Task[None], tuple[ActionRequest, list[str]]] = {}
+
+    def configure(self, config: RemediationConfig) -> None:
+        """Apply a reloaded configuration; cooldowns, budget and running actions are kept."""
+        self.config = config
+        self._verify_poll = min(self._verify_poll_max, config.verify_timeout_seconds / 4)
+        self.guards.cooldown_seconds = config.cooldown_seconds
+        self.guards.max_actions_per_hour = config.max_actions_per_hour
 
     def _known_listeners(self, account_id: str, container_id: str) -> frozenset[str]:
         snapshot = self._store.get(account_id, container_id)
@@ -303,7 +311,7 @@ class Remediator:
             verdict = triage(
                 alert,
                 allowed_actions=frozenset(self.config.allowed_actions),
-                containers=self._containers,
+                containers=self._containers(),
                 known_listeners=self._known_listeners,
             )
             outcome: str = verdict.outcome
@@ -318,8 +326,9 @@ class Remediator:
 
     def submit_request(self, request: ActionRequest) -> tuple[str, asyncio.Task[None] | None]:
         """The manual path: the same guards (but the alert), then run. Outcome and the task."""
-        if request.account_id not in self._containers or (
-            request.container_id not in self._containers[request.account_id]
+        containers = self._containers()
+        if request.account_id not in containers or (
+            request.container_id not in containers[request.account_id]
         ):
             return "rejected", None
         if request.action not in self.config.allowed_actions:
@@ -450,23 +459,34 @@ def authorized(header: str | None, auth: WebhookAuthConfig | Literal["none"] | N
 REMEDIATOR_KEY = web.AppKey("remediator", Remediator)
 
 
+async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to be longer than `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def webhook_handler(request: web.Request) -> web.Response:
     """`POST /webhook/alertmanager`: 200 with a per-alert summary; 400/401/413, never 5xx."""
     remediator = request.app[REMEDIATOR_KEY]
     config = remediator.config
+    if not config.enabled:
+        return web.json_response({"error": "remediation is disabled"}, status=404)
     if not authorized(request.headers.get("Authorization"), config.auth):
         return web.json_response(
             {"error": "unauthorized"},
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="boomi-listener-exporter"'},
         )
-    if request.content_length is not None and request.content_length > config.max_body_bytes:
-        return web.json_response({"error": "body too large"}, status=413)
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return web.json_response({"error": "body too large"}, status=413)
-    if len(body) > config.max_body_bytes:
+    body = await _read_at_most(request, config.max_body_bytes)
+    if body is None:
         return web.json_response({"error": "body too large"}, status=413)
     try:
         payload = parse_payload(body)

@@ -59,7 +59,7 @@ async def _run(args: argparse.Namespace, confirm: Callable[[str], bool]) -> int:
         {account.account_id: client},
         SnapshotStore(),
         lambda _labels, outcome: outcomes.append(outcome),
-        containers=containers,
+        containers=lambda: containers,
     )
     try:
         listeners = await client.fetch_listener_statuses(

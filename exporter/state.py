@@ -26,6 +26,8 @@ class ContainerSnapshot:
     last_success_time: float | None = None  # Unix time of the last successful poll
     last_error: str = ""  # the last failure's message, "" after a success
     poll_duration_seconds: float | None = None  # of the last finished poll
+    container_type: str = ""  # ATOM, MOLECULE or CLOUD once Boomi has said
+    online: bool | None = None  # False when Boomi reports the runtime OFFLINE; None: not known
 
 
 @dataclass
@@ -33,7 +35,8 @@ class SnapshotStore:
     """Per container the latest snapshot, keyed by (account_id, container_id)."""
 
     _containers: dict[tuple[str, str], ContainerSnapshot] = field(default_factory=dict)
-    process_names: dict[str, str] = field(default_factory=dict)  # listener id -> process name
+    # (account_id, listener_id) -> process name; a listener id is its process's id.
+    process_names: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def for_containers(cls, containers: Iterable[tuple[str, str, str]]) -> SnapshotStore:
@@ -54,6 +57,16 @@ class SnapshotStore:
                 else ContainerSnapshot(account_id, container_id, name)
             )
         self._containers = wanted
+
+    def set_runtime(
+        self, account_id: str, container_id: str, *, container_type: str, online: bool
+    ) -> None:
+        """Record what Boomi's Atom query says of a tracked runtime (others are ignored)."""
+        old = self._containers.get((account_id, container_id))
+        if old is not None:
+            self._containers[(account_id, container_id)] = replace(
+                old, container_type=container_type, online=online
+            )
 
     def record_success(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -17,7 +17,10 @@ from exporter import __version__
 from exporter.metrics import ExporterMetrics
 from exporter.state import SnapshotStore
 
+Reload = Callable[[], Awaitable[tuple[bool, str]]]
+
 STORE_KEY = web.AppKey("store", SnapshotStore)
+RELOAD_KEY: web.AppKey[Reload | None] = web.AppKey("reload")
 METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
 
 # Below this size gzip costs more than it saves.
@@ -48,6 +51,15 @@ async def ready_handler(request: web.Request) -> web.Response:
     )
 
 
+async def reload_handler(request: web.Request) -> web.Response:
+    """Re-read the configuration file: 200 when applied, 400 (with the reason) when refused."""
+    reload = request.app[RELOAD_KEY]
+    if reload is None:
+        return web.Response(status=400, text="No configuration file to reload (demo mode).\n")
+    ok, message = await reload()
+    return web.Response(status=200 if ok else 400, text=message + "\n")
+
+
 def _age(seconds: float | None, now: float) -> str:
     if seconds is None:
         return "never"
@@ -60,7 +72,9 @@ async def landing_handler(request: web.Request) -> web.Response:
     now = time.time()
     rows: list[str] = []
     for snapshot in store.containers():
-        if not snapshot.polled:
+        if snapshot.online is False:
+            state, css = "runtime OFFLINE, not polled", "down"
+        elif not snapshot.polled:
             state, css = "waiting for first poll", "waiting"
         else:
             state = css = "up" if snapshot.up else "down"
@@ -68,13 +82,14 @@ async def landing_handler(request: web.Request) -> web.Response:
         rows.append(
             "<tr class='container'>"
             f"<td colspan=2><b>{html.escape(snapshot.container_name or snapshot.container_id)}</b>"
+            f"{' ' + html.escape(snapshot.container_type) if snapshot.container_type else ''}"
             f"<br><small>{html.escape(snapshot.account_id)} / "
             f"{html.escape(snapshot.container_id)}</small></td>"
             f"<td class='{css}'>{state}{error}</td>"
             f"<td>last success {_age(snapshot.last_success_time, now)}</td></tr>"
         )
         for listener in snapshot.listeners:
-            name = store.process_names.get(listener.listener_id, "")
+            name = store.process_names.get((snapshot.account_id, listener.listener_id), "")
             rows.append(
                 "<tr>"
                 f"<td>{html.escape(name)}<br><small>{html.escape(listener.listener_id)}</small></td>"
@@ -107,16 +122,19 @@ def create_app(
     metrics: ExporterMetrics,
     *,
     extra_routes: Callable[[web.Application], None] | None = None,
-    client_max_size: int = 1024**2,
+    reload: Reload | None = None,
 ) -> web.Application:
-    """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook."""
-    app = web.Application(client_max_size=client_max_size)
+    """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook,
+    `reload` (re-read the config: ok, message) serves `POST /-/reload`."""
+    app = web.Application()
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
+    app[RELOAD_KEY] = reload
     app.router.add_get("/", landing_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/-/healthy", healthy_handler)
     app.router.add_get("/-/ready", ready_handler)
+    app.router.add_post("/-/reload", reload_handler)
     if extra_routes is not None:
         extra_routes(app)
     return app

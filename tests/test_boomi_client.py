@@ -354,8 +354,8 @@ async def test_rate_limiter_keeps_concurrent_callers_under_the_account_limit(
     sent: list[float] = []
     original = client.limiter.acquire
 
-    async def recording_acquire() -> None:
-        await original()
+    async def recording_acquire(priority: int = 0) -> None:
+        await original(priority)
         sent.append(time.monotonic())
 
     client.limiter.acquire = recording_acquire  # type: ignore[method-assign]

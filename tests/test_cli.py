@@ -125,7 +125,8 @@ async def test_once_prints_every_listener(tmp_path: Path, sim_server: SimServer)
     )
     assert code == 0, err
     for listener in sim_server.account.listeners.values():
-        assert re.search(rf"{listener.listener_id}\s+\S+\s+{listener.status.lower()}", out), out
+        pattern = rf"{listener.process_name}\s+{listener.listener_id}\s+\S+\s+{listener.status}"
+        assert re.search(pattern, out), out
 
 
 async def test_once_with_wrong_password_exits_1_and_says_what_to_check(

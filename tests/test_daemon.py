@@ -58,7 +58,9 @@ async def test_metrics_match_the_simulator(
     for container in sim_server.account.containers.values():
         ids = (("account_id", ACCOUNT), ("container_id", container.container_id))
         assert samples[("boomi_container_up", ids)] == 1
-        info = tuple(sorted((*ids, ("container_name", container.name))))
+        info = tuple(
+            sorted((*ids, ("container_name", container.name), ("container_type", container.type)))
+        )
         assert samples[("boomi_container_info", info)] == 1
         assert time.time() - samples[("boomi_container_last_success_timestamp_seconds", ids)] < 5
         assert 0 < samples[("boomi_container_poll_duration_seconds", ids)] < 2
@@ -74,7 +76,7 @@ async def test_metrics_match_the_simulator(
         for (name, labels) in samples
         if name == "boomi_api_requests_total"
     }
-    assert requests == {"listener_status_query", "listener_status_result"}
+    assert {"listener_status_query", "listener_status_result", "atom_query"} <= requests
 
 
 async def test_status_change_shows_within_one_interval(

@@ -1,0 +1,181 @@
+"""The fleet of one account: which runtimes to poll, their status and type, listener names.
+
+A `FleetRefresher` per account runs two background loops on the account's client, at the rate
+limiter's background priority so they only use budget the status cycle leaves:
+- runtimes: the Atom query (paged) on `discovery.interval_seconds`; it refreshes the status
+  (ONLINE/OFFLINE), type and name of every runtime and, with discovery enabled, adds the
+  runtimes that match the filters to the ones listed in the config (listed entries win);
+- names: Process/bulk for listener ids without a name yet, and for all of them again every
+  `names.refresh_seconds`.
+Filtering and merging are pure functions; the loops only do I/O and hand results on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from exporter.boomi import Atom, AuthError, BoomiClient, BoomiError
+from exporter.config import AccountConfig, DiscoveryConfig, NamesConfig
+from exporter.poller import Target
+from exporter.state import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+# How often the names loop looks for listeners it has no name for yet.
+NAMES_CHECK_SECONDS = 15.0
+# After a failed lookup, wait this long (or the regular interval, if shorter) before the next.
+RETRY_AFTER_FAILURE_SECONDS = 300.0
+
+
+def select_discovered(atoms: Iterable[Atom], discovery: DiscoveryConfig) -> list[Atom]:
+    """The runtimes that discovery adds: the right type and status, a matching name."""
+    pattern = re.compile(discovery.name_pattern)
+    return [
+        atom
+        for atom in atoms
+        if atom.type in discovery.types
+        and atom.status in discovery.statuses
+        and pattern.fullmatch(atom.name)
+    ]
+
+
+def merge_targets(account: AccountConfig, atoms: Sequence[Atom] | None) -> list[Target]:
+    """Listed containers first (named from the config, else from Boomi), then discovered ones.
+
+    `atoms` is None until an Atom query has succeeded: then only the listed containers.
+    """
+    names = {atom.container_id: atom.name for atom in atoms or ()}
+    targets = [
+        Target(account.account_id, container.id, container.name or names.get(container.id, ""))
+        for container in account.containers
+    ]
+    if atoms is not None and account.discovery.enabled:
+        listed = {container.id for container in account.containers}
+        targets += [
+            Target(account.account_id, atom.container_id, atom.name)
+            for atom in select_discovered(atoms, account.discovery)
+            if atom.container_id not in listed
+        ]
+    return targets
+
+
+class FleetRefresher:
+    """Keeps one account's runtime list and listener names fresh in the background."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        names: NamesConfig,
+        client: BoomiClient,
+        store: SnapshotStore,
+        on_targets: Callable[[str, list[Target]], None],
+        *,
+        names_check_seconds: float = NAMES_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.account = account
+        self._names_check = names_check_seconds
+        self._names = names
+        self._client = client
+        self._store = store
+        self._on_targets = on_targets
+        self._clock = clock
+        self._named_at: dict[str, float] = {}  # listener id -> when its name was last looked up
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start the background loops."""
+        self._on_targets(self.account.account_id, merge_targets(self.account, None))
+        self._tasks.append(
+            asyncio.create_task(self._runtimes_loop(), name=f"runtimes {self.account.account_id}")
+        )
+        if self._names.enabled:
+            self._tasks.append(
+                asyncio.create_task(self._names_loop(), name=f"names {self.account.account_id}")
+            )
+
+    async def stop(self) -> None:
+        """Cancel the loops and wait for them to end."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def refresh_runtimes(self) -> bool:
+        """One Atom query: update runtime status/type/name and the targets. True on success."""
+        try:
+            atoms = await self._client.query_atoms()
+        except BoomiError as exc:
+            level = logging.DEBUG if isinstance(exc, AuthError) else logging.WARNING
+            log.log(
+                level,
+                "account %s: looking up runtimes failed (%s); polling the listed containers",
+                self.account.account_id,
+                exc,
+            )
+            return False
+        for atom in atoms:
+            self._store.set_runtime(
+                self.account.account_id,
+                atom.container_id,
+                container_type=atom.type,
+                online=atom.status != "OFFLINE",
+            )
+        self._on_targets(self.account.account_id, merge_targets(self.account, atoms))
+        return True
+
+    async def refresh_names(self) -> bool:
+        """Look up names of listeners never named, or named longer ago than the refresh."""
+        now = self._clock()
+        account_id = self.account.account_id
+        present = {
+            listener.listener_id
+            for snapshot in self._store.containers()
+            if snapshot.account_id == account_id
+            for listener in snapshot.listeners
+        }
+        # Forget listeners that went away, so the bookkeeping does not grow forever.
+        for listener_id in set(self._named_at) - present:
+            del self._named_at[listener_id]
+            self._store.process_names.pop((account_id, listener_id), None)
+        wanted = sorted(
+            listener_id
+            for listener_id in present
+            if now - self._named_at.get(listener_id, -math.inf) >= self._names.refresh_seconds
+        )
+        if not wanted:
+            return True
+        try:
+            names = await self._client.process_names(wanted)
+        except BoomiError as exc:
+            level = logging.DEBUG if isinstance(exc, AuthError) else logging.WARNING
+            log.log(
+                level,
+                "account %s: looking up process names failed (%s)",
+                self.account.account_id,
+                exc,
+            )
+            return False
+        for listener_id in wanted:
+            # Ids Boomi could not name are not asked for again before the next refresh either.
+            self._named_at[listener_id] = now
+        self._store.process_names.update(
+            {(account_id, listener_id): name for listener_id, name in names.items()}
+        )
+        return True
+
+    async def _runtimes_loop(self) -> None:
+        interval = self.account.discovery.interval_seconds
+        while True:
+            ok = await self.refresh_runtimes()
+            await asyncio.sleep(interval if ok else min(interval, RETRY_AFTER_FAILURE_SECONDS))
+
+    async def _names_loop(self) -> None:
+        while True:
+            ok = await self.refresh_names()
+            await asyncio.sleep(self._names_check if ok else RETRY_AFTER_FAILURE_SECONDS)

@@ -1,0 +1,350 @@
+"""The shipped deploy files against real binaries: simulator -> exporter -> Prometheus (with the
+shipped alert rules) -> Alertmanager (with the shipped routing) -> the exporter's webhook.
+
+Everything listens on 127.0.0.1; Prometheus and Alertmanager run as child processes that the
+fixtures stop. Alert `for:` durations and Alertmanager waits are shortened, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
+from tests.e2e_helpers import (
+    JOB,
+    HttpService,
+    ManagedProcess,
+    Prometheus,
+    PromQLError,
+    dashboard_queries,
+    free_port,
+    load_dashboard,
+    require_binary,
+    substitute_variables,
+    wait_until,
+    write_alertmanager_config,
+    write_fast_rules,
+    write_prometheus_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+# Each test's own bound; with process start-up and teardown it stays under 90 s.
+TEST_TIMEOUT = 75
+
+# Dashboard panels that may legitimately show nothing on a healthy fleet with remediation off.
+# Every other panel must return data once the exporter has been scraped a few times.
+MAY_BE_EMPTY = {
+    "Boomi API errors by operation",  # no failed calls
+    "Remediation outcomes",  # remediation disabled
+}
+
+REMEDIATION_OUTCOME_METRIC = "boomi_remediation_actions_total"
+
+
+async def remediation_outcomes(
+    running: Running, listener_id: str | None = None
+) -> dict[str, float]:
+    """{outcome: count} of boomi_remediation_actions_total, for one listener or for all."""
+    outcomes: dict[str, float] = {}
+    for (name, labels), value in (await running.samples()).items():
+        label = dict(labels)
+        if name == REMEDIATION_OUTCOME_METRIC and listener_id in (None, label["listener_id"]):
+            outcomes[label["outcome"]] = outcomes.get(label["outcome"], 0) + value
+    return outcomes
+
+
+def address(running: Running) -> str:
+    """host:port of the exporter, as a scrape target."""
+    return running.url.removeprefix("http://")
+
+
+StartPrometheus = Callable[[str, str | None], Awaitable[Prometheus]]
+StartAlertmanager = Callable[[str, str], Awaitable[HttpService]]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as client:
+        yield client
+
+
+@pytest.fixture
+async def start_prometheus(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> AsyncIterator[StartPrometheus]:
+    binary = require_binary("prometheus", package="prometheus")
+    processes: list[ManagedProcess] = []
+
+    async def start(exporter: str, alertmanager: str | None) -> Prometheus:
+        directory = tmp_path / "prometheus"
+        directory.mkdir()
+        rules = write_fast_rules(directory / "alerts.yml")
+        config = write_prometheus_config(
+            directory / "prometheus.yml", exporter=exporter, rules=rules, alertmanager=alertmanager
+        )
+        port = free_port()
+        process = await ManagedProcess.start(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            directory / "prometheus.log",
+        )
+        processes.append(process)
+        prometheus = Prometheus(process, f"http://127.0.0.1:{port}", session)
+        await prometheus.wait_ready()
+        return prometheus
+
+    yield start
+    for process in processes:
+        await process.stop()
+
+
+@pytest.fixture
+async def start_alertmanager(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> AsyncIterator[StartAlertmanager]:
+    binary = require_binary(
+        "prometheus-alertmanager", "alertmanager", package="prometheus-alertmanager"
+    )
+    processes: list[ManagedProcess] = []
+
+    async def start(webhook_url: str, token: str) -> HttpService:
+        directory = tmp_path / "alertmanager"
+        directory.mkdir()
+        token_file = directory / "boomi-webhook-token"
+        token_file.write_text(token + "\n", encoding="utf-8")  # as `echo token > file` writes it
+        config = write_alertmanager_config(
+            directory / "alertmanager.yml", webhook_url=webhook_url, token_file=token_file
+        )
+        port = free_port()
+        process = await ManagedProcess.start(
+            "alertmanager",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",  # no gossip port: a single, loopback-only instance
+                "--log.level=debug",  # the log then shows each webhook attempt
+            ],
+            directory / "alertmanager.log",
+        )
+        processes.append(process)
+        alertmanager = HttpService(process, f"http://127.0.0.1:{port}", session)
+        await alertmanager.wait_ready()
+        return alertmanager
+
+    yield start
+    for process in processes:
+        await process.stop()
+
+
+async def scraped_a_few_times(prometheus: Prometheus) -> bool | None:
+    """True once every container has at least 3 samples of boomi_container_up (so rate() works)."""
+    result = await prometheus.query(
+        f'min(count_over_time(boomi_container_up{{job="{JOB}"}}[1m])) >= 3'
+    )
+    return True if result else None
+
+
+async def _explain_prometheus(prometheus: Prometheus) -> str:
+    targets = await prometheus.get_json("/api/v1/targets")
+    return (
+        f"targets: {json.dumps(targets.get('data', {}).get('activeTargets'), indent=1)}\n"
+        f"prometheus log:\n{prometheus.process.log_tail()}"
+    )
+
+
+async def test_every_dashboard_query_parses_and_returns_data(
+    sim_server: SimServer,
+    start_exporter: StartExporter,
+    start_prometheus: StartPrometheus,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        # At least one listener not listening, so that table has a row to show.
+        listener_id = next(iter(sim_server.account.listeners))
+        sim_server.sim.set_status(ACCOUNT, listener_id, "paused")
+        running = await start_exporter(config_for(sim_server, interval_seconds=1))
+        prometheus = await start_prometheus(address(running), None)
+        await wait_until(
+            lambda: scraped_a_few_times(prometheus),
+            timeout=30,
+            what="three scrapes of every container",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
+
+        dashboard = load_dashboard()
+        queries = dashboard_queries(dashboard)
+        panels = {query.panel for query in queries}
+        assert panels >= MAY_BE_EMPTY, f"MAY_BE_EMPTY names missing panels: {MAY_BE_EMPTY - panels}"
+        failures = []
+        for query in queries:
+            expr = substitute_variables(query.expr)
+            try:
+                result = await prometheus.query(expr)
+            except PromQLError as error:
+                failures.append(f"{query.panel} [{query.ref_id}]: {error}\n{expr}")
+                continue
+            if not result and query.panel not in MAY_BE_EMPTY:
+                failures.append(f"{query.panel} [{query.ref_id}]: no data\n{expr}")
+        assert not failures, "\n\n".join(failures)
+
+        # The template variables' label_values(metric{...}, label) queries, as PromQL.
+        for variable in dashboard["templating"]["list"]:
+            definition = variable.get("definition", "")
+            if not definition.startswith("label_values("):
+                continue
+            selector, label = (
+                definition.removeprefix("label_values(").removesuffix(")").rsplit(",", 1)
+            )
+            expr = f"count by ({label.strip()}) ({substitute_variables(selector)})"
+            assert await prometheus.query(expr), f"variable {variable['name']}: no values"
+
+        # Every shipped rule evaluates without error against the real metrics.
+        async def rules_evaluated() -> list[dict[str, Any]] | None:
+            rules = await prometheus.rules()
+            return rules if all(rule["health"] != "unknown" for rule in rules) else None
+
+        rules = await wait_until(rules_evaluated, timeout=10, what="a first rule evaluation")
+        broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
+        assert not broken, broken
+
+
+@pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 1.0}], indirect=True)
+async def test_errored_listener_is_restarted_through_alertmanager(
+    sim_server: SimServer,
+    start_exporter: StartExporter,
+    start_prometheus: StartPrometheus,
+    start_alertmanager: StartAlertmanager,
+    session: aiohttp.ClientSession,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        sim = sim_server.sim
+        # A healthy fleet, so that the only alert, and the only restart, is the one we cause.
+        for listener in sim_server.account.listeners.values():
+            sim.set_status(ACCOUNT, listener.listener_id, "listening")
+        target = next(iter(sim_server.account.listeners.values()))
+        token = secrets.token_urlsafe(24)
+        running = await start_exporter(
+            config_for(
+                sim_server,
+                interval_seconds=1,
+                remediation={
+                    "enabled": True,
+                    "dry_run": False,
+                    "auth": {"bearer_token": token},
+                    "cooldown_seconds": 0,
+                    "verify_timeout_seconds": 20,
+                },
+            )
+        )
+        webhook_url = f"{running.url}/webhook/alertmanager"
+        async with session.post(
+            webhook_url, json={}, headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            if response.status in (404, 405):
+                # Fail at once with the reason, rather than time out waiting for a restart.
+                pytest.fail(
+                    f"POST /webhook/alertmanager answered {response.status} although remediation "
+                    "is enabled: the exporter does not serve the remediation webhook"
+                )
+        alertmanager = await start_alertmanager(webhook_url, token)
+        prometheus = await start_prometheus(
+            address(running), alertmanager.url.removeprefix("http://")
+        )
+
+        async def explain() -> str:
+            alerts = await prometheus.query("ALERTS")
+            am_alerts = await alertmanager.get_json("/api/v2/alerts")
+            outcomes = await remediation_outcomes(running, target.listener_id)
+            return (
+                f"Prometheus ALERTS: {json.dumps([a['metric'] for a in alerts])}\n"
+                f"Alertmanager alerts: {json.dumps(am_alerts)}\n"
+                f"remediation outcomes: {outcomes}\n"
+                f"simulator change log: {sim.change_log}\n"
+                f"alertmanager log:\n{alertmanager.process.log_tail()}"
+            )
+
+        listening = (
+            f'boomi_listener_status{{listener_id="{target.listener_id}",status="listening"}} == 1'
+        )
+
+        async def query_nonempty(expr: str) -> list[dict[str, Any]] | None:
+            return await prometheus.query(expr) or None
+
+        await wait_until(
+            lambda: query_nonempty(listening),
+            timeout=30,
+            what="Prometheus to see the listener listening",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
+
+        sim.set_status(ACCOUNT, target.listener_id, "errored")
+        firing = await wait_until(
+            lambda: query_nonempty(
+                f'ALERTS{{alertname="BoomiListenerErrored",alertstate="firing",'
+                f'listener_id="{target.listener_id}"}}'
+            ),
+            timeout=20,
+            what="BoomiListenerErrored to fire",
+            explain=explain,
+        )
+        labels = firing[0]["metric"]
+        assert labels["account_id"] == ACCOUNT
+        assert labels["container_id"] == target.container_id
+        assert labels["remediate"] == "true"
+
+        async def restarted_and_listening() -> bool | None:
+            log = [e for e in sim.change_log if e["listener_id"] == target.listener_id]
+            status = sim_server.account.listeners[target.listener_id].status
+            return True if log and status == "listening" else None
+
+        await wait_until(
+            restarted_and_listening,
+            timeout=30,
+            what="the exporter to restart the listener through the webhook",
+            explain=explain,
+        )
+
+        async def alert_resolved() -> bool | None:
+            alerts = await prometheus.query('ALERTS{alertname="BoomiListenerErrored"}')
+            return None if alerts else True
+
+        await wait_until(
+            alert_resolved, timeout=20, what="BoomiListenerErrored to resolve", explain=explain
+        )
+
+        # The restart was verified, and Alertmanager's resolved notification reached the webhook
+        # and was ignored: after that nothing can trigger a second restart.
+        async def verified_and_resolved() -> dict[str, float] | None:
+            outcomes = await remediation_outcomes(running, target.listener_id)
+            # Resolved alerts are counted without listener labels (they are not acted on).
+            resolved = (await remediation_outcomes(running)).get("ignored_resolved", 0)
+            return outcomes if outcomes.get("recovered") == 1 and resolved >= 1 else None
+
+        outcomes = await wait_until(
+            verified_and_resolved,
+            timeout=20,
+            what="outcomes recovered and ignored_resolved",
+            explain=explain,
+        )
+        assert outcomes.get("queued") == 1, outcomes
+        assert not {"failed", "not_recovered", "dry_run"} & set(outcomes), outcomes
+        assert [(e["listener_id"], e["container_id"], e["action"]) for e in sim.change_log] == [
+            (target.listener_id, target.container_id, "restart")
+        ]
+        assert sim_server.account.listeners[target.listener_id].status == "listening"
