@@ -346,6 +346,39 @@ class RateLimiter:
 # The client.
 
 
+@dataclass
+class ResultDelay:
+    """When to look for one container's ListenerStatus result, learnt from earlier cycles.
+
+    Until something is learnt, it probes: 0.1 s, then doubling. A result found at the first
+    look may have been ready earlier, so the estimate creeps down 5% a cycle; a first look that
+    came too early sets the estimate to the time the result really took. So most cycles cost
+    one GET, and about one in a few costs two.
+    """
+
+    PROBE_SECONDS = 0.1
+    MAX_WAIT_SECONDS = 5.0
+
+    seconds: float | None = None
+
+    def first_wait(self) -> float:
+        """How long after the query to look first."""
+        return self.PROBE_SECONDS if self.seconds is None else self.seconds
+
+    def next_wait(self, previous: float, *, first_miss: bool) -> float:
+        """How long to wait after a look that found the result unsettled."""
+        if first_miss and self.seconds is not None:
+            return max(self.PROBE_SECONDS, self.seconds / 4)  # just missed: look again soon
+        return min(previous * 2, self.MAX_WAIT_SECONDS)  # slow or offline: back off
+
+    def settled(self, observed: float, *, first_look: bool) -> None:
+        """Learn from a settled result that took `observed` seconds after the query."""
+        if first_look and self.seconds is not None:
+            self.seconds = max(0.02, self.seconds * 0.95)
+        else:
+            self.seconds = min(30.0, observed)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently a failed request is retried."""
@@ -411,9 +444,9 @@ class BoomiClient:
         self._auth_blocked_until = 0.0
         self._auth_error: AuthError | None = None
         self._credentials_ok = False  # some call has been answered without 401/403
-        # Seconds from query to settled result, learnt from answers, so the first GET comes when
-        # the result is likely ready rather than on a blind timer.
-        self.expected_result_delay = 1.0
+        # Per container: when its results tend to be ready, so the first GET comes then rather
+        # than on a blind timer.
+        self._result_delays: dict[str, ResultDelay] = {}
 
     async def __aenter__(self) -> BoomiClient:
         return self
@@ -654,17 +687,17 @@ class BoomiClient:
     ) -> tuple[ListenerStatus, ...]:
         """The whole cycle: query, wait, GET until settled; start over once if the token is gone.
 
-        The first GET waits for the learnt result delay, the next one a quarter of it, later ones
-        back off to at most 5 s.
-        Raises ResultTimeout when nothing settles within `result_timeout_seconds`.
+        GETs are timed by the container's `ResultDelay`, so a cycle usually costs the query and
+        one GET. Raises ResultTimeout when nothing settles within `result_timeout_seconds`.
         """
         deadline = self._clock() + result_timeout_seconds
+        estimate = self._result_delays.setdefault(container_id, ResultDelay())
         restarts_left = 1
         while True:
             token = await self.query_listener_status(container_id, listener_id)
             queried_at = self._clock()
-            wait = self.expected_result_delay
-            first_get = True
+            wait = estimate.first_wait()
+            looks = 0
             while True:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
@@ -675,6 +708,7 @@ class BoomiClient:
                         container_id=container_id,
                     )
                 await self._sleep(min(wait, remaining))
+                looks += 1
                 try:
                     result = await self.listener_status_result(token, container_id=container_id)
                 except TokenExpired:
@@ -684,18 +718,19 @@ class BoomiClient:
                     log.debug("container %s: token %s gone, querying again", container_id, token)
                     break
                 if result.settled:
-                    self._learn_result_delay(self._clock() - queried_at)
+                    estimate.settled(self._clock() - queried_at, first_look=looks == 1)
                     return result.listeners
-                # Just missed: look again soon, then back off for a slow or offline runtime.
-                wait = max(0.2, self.expected_result_delay / 4) if first_get else min(wait * 2, 5.0)
-                first_get = False
+                wait = estimate.next_wait(wait, first_miss=looks == 1)
 
-    def _learn_result_delay(self, observed: float) -> None:
-        # Moving average; aim a little early, since an early GET costs one request and a late
-        # one costs freshness for every container.
-        self.expected_result_delay = max(
-            0.05, min(30.0, 0.8 * self.expected_result_delay + 0.2 * observed * 0.9)
-        )
+    @property
+    def expected_result_delay(self) -> float:
+        """The mean learnt result delay over this account's containers (for reports)."""
+        learnt = [e.seconds for e in self._result_delays.values() if e.seconds is not None]
+        return sum(learnt) / len(learnt) if learnt else ResultDelay.PROBE_SECONDS
+
+    def forget_container(self, container_id: str) -> None:
+        """Drop what was learnt about a container that is no longer polled."""
+        self._result_delays.pop(container_id, None)
 
     # -- changeListenerStatus -----------------------------------------------------------------
 

@@ -68,6 +68,9 @@ class Poller:
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()
+                client = self._clients.get(key[0])
+                if client is not None:
+                    client.forget_container(key[1])
         for key in wanted:
             if key not in self._tasks:
                 self._start(key)

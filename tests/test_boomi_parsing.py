@@ -16,6 +16,7 @@ from exporter.boomi import (
     ListenerStatus,
     MalformedResponse,
     RateLimiter,
+    ResultDelay,
     RetryPolicy,
     listener_status_filter,
     normalize_status,
@@ -304,3 +305,37 @@ async def test_rate_limiter_skips_cancelled_waiters() -> None:
     start = clock()
     await limiter.acquire()
     assert clock() - start < 1.1  # the cancelled waiter did not use the next slot
+
+
+def test_result_delay_probes_then_learns() -> None:
+    estimate = ResultDelay()
+    assert estimate.first_wait() == 0.1
+    assert estimate.next_wait(0.1, first_miss=True) == 0.2  # probing doubles
+    estimate.settled(1.3, first_look=False)
+    assert estimate.first_wait() == 1.3
+    assert estimate.next_wait(1.3, first_miss=True) == pytest.approx(0.325)  # just missed
+    assert estimate.next_wait(0.4, first_miss=False) == 0.8
+    assert estimate.next_wait(4.0, first_miss=False) == 5.0  # capped
+    estimate.settled(1.3, first_look=True)  # found at the first look: creep down
+    assert estimate.first_wait() == pytest.approx(1.235)
+    estimate.settled(2.0, first_look=False)  # looked too early: jump to what it took
+    assert estimate.first_wait() == 2.0
+
+
+def test_result_delay_costs_about_one_get_per_cycle_for_a_steady_delay() -> None:
+    """Simulate cycles against a fixed true delay and count the GETs."""
+    for true_delay in (1.0, 2.0, 3.0):
+        estimate = ResultDelay()
+        gets = 0
+        for _ in range(60):
+            elapsed, wait, looks = 0.0, estimate.first_wait(), 0
+            while True:
+                elapsed += wait
+                looks += 1
+                if elapsed >= true_delay:
+                    estimate.settled(elapsed, first_look=looks == 1)
+                    break
+                wait = estimate.next_wait(wait, first_miss=looks == 1)
+            gets += looks
+        # Counted over the steady state too: the first cycle's probing is included.
+        assert gets / 60 <= 1.5, (true_delay, gets / 60)
