@@ -418,3 +418,39 @@ async def test_manual_restart_of_an_unconfigured_container(
     )  # fmt: skip
     assert code == 2
     assert "container nope is not in the configuration" in err
+
+
+async def test_sighup_reloads_the_config(tmp_path: Path, sim_server: SimServer) -> None:
+    first, second, _ = sim_server.container_ids()
+    path = write_config(tmp_path, sim_server, extra="web:\n  listen_address: 127.0.0.1:0\n")
+    text = path.read_text()
+    only_first = re.sub(rf"      - id: {second}\n        name: \S+\n", "", text)
+    path.write_text(only_first)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        match = await read_until(process.stderr, r"serving on http://127\.0\.0\.1:(\d+)/metrics")
+        url = f"http://127.0.0.1:{match.group(1)}"
+        await wait_http(url + "/-/ready")
+        assert f'container_id="{second}"' not in await wait_http(url + "/metrics")
+        path.write_text(text)
+        process.send_signal(signal.SIGHUP)
+        await read_until(process.stderr, r"configuration reloaded")
+        deadline = time.monotonic() + 10
+        while f'boomi_container_up{{account_id="{ACCOUNT}",container_id="{second}"}} 1.0' not in (
+            await wait_http(url + "/metrics")
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        assert f'container_id="{first}"' in await wait_http(url + "/metrics")
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 10)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
