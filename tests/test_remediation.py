@@ -462,3 +462,15 @@ async def test_listener_that_does_not_come_back_is_not_recovered(
     await running.wait_for(lambda s: (listener, "not_recovered") in outcomes(s), timeout=6)
     assert time.monotonic() - started_at >= 2  # verify_timeout_seconds
     assert len(sim_server.sim.change_log) == 1
+
+
+async def test_auth_none_is_accepted_and_warned_about_at_start(
+    sim_server: SimServer, start_exporter: StartExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    running, container, listener = await started(sim_server, start_exporter, auth="none")
+    assert any(
+        record.levelname == "WARNING" and "WITHOUT authentication" in record.getMessage()
+        for record in caplog.records
+    )
+    status, answer = await post(running, payload(errored_alert(container, listener)), headers={})
+    assert (status, answer["alerts"][0]["outcome"]) == (200, "queued")
