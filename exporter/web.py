@@ -9,11 +9,13 @@ from __future__ import annotations
 import gzip
 import html
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from exporter import __version__
+from exporter.boomi import LISTENER_STATUSES
 from exporter.metrics import ExporterMetrics
 from exporter.state import SnapshotStore
 
@@ -96,6 +98,12 @@ async def landing_handler(request: web.Request) -> web.Response:
                 f"<td>{html.escape(listener.connector_type) or '&ndash;'}</td>"
                 f"<td class='{listener.status}'>{listener.status}</td><td></td></tr>"
             )
+    counts = Counter(
+        listener.status for snapshot in store.containers() for listener in snapshot.listeners
+    )
+    summary = ", ".join(f"{counts[status]} {status}" for status in LISTENER_STATUSES)
+    containers = store.containers()
+    down = sum(1 for snapshot in containers if snapshot.polled and not snapshot.up)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Boomi listener exporter</title>
 <style>
@@ -110,6 +118,8 @@ td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }
 <p>Version {html.escape(__version__)}.
 <a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a> &middot;
 <a href="/-/ready">Readiness</a></p>
+<p>{len(containers)} containers ({down} not polled successfully);
+{sum(counts.values())} listeners: {summary}.</p>
 <table><tr><th>Listener</th><th>Connector</th><th>Status</th><th></th></tr>
 {"".join(rows)}
 </table></body></html>
