@@ -140,9 +140,10 @@ class FleetRefresher:
             for listener in snapshot.listeners
         }
         # Forget listeners that went away, so the bookkeeping does not grow forever.
-        for listener_id in set(self._named_at) - present:
+        gone = set(self._named_at) - present
+        for listener_id in gone:
             del self._named_at[listener_id]
-            self._store.process_names.pop((account_id, listener_id), None)
+        self._store.forget_process_names(account_id, gone)
         wanted = sorted(
             listener_id
             for listener_id in present
@@ -164,9 +165,7 @@ class FleetRefresher:
         for listener_id in wanted:
             # Ids Boomi could not name are not asked for again before the next refresh either.
             self._named_at[listener_id] = now
-        self._store.process_names.update(
-            {(account_id, listener_id): name for listener_id, name in names.items()}
-        )
+        self._store.set_process_names(account_id, names)
         return True
 
     async def _runtimes_loop(self) -> None:

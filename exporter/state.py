@@ -35,8 +35,12 @@ class SnapshotStore:
     """Per container the latest snapshot, keyed by (account_id, container_id)."""
 
     _containers: dict[tuple[str, str], ContainerSnapshot] = field(default_factory=dict)
-    # (account_id, listener_id) -> process name; a listener id is its process's id.
+    # (account_id, listener_id) -> process name; a listener id is its process's id. Read it
+    # freely; change it only through set_process_names / forget_process_names.
     process_names: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Bumped by every change, so readers can cache what they derive from the store.
+    version: int = 0
+    names_version: int = 0
 
     @classmethod
     def for_containers(cls, containers: Iterable[tuple[str, str, str]]) -> SnapshotStore:
@@ -57,16 +61,41 @@ class SnapshotStore:
                 else ContainerSnapshot(account_id, container_id, name)
             )
         self._containers = wanted
+        self.version += 1
+
+    def set_process_names(self, account_id: str, names: dict[str, str]) -> None:
+        """Record process names of an account's listeners."""
+        changed = {
+            (account_id, listener_id): name
+            for listener_id, name in names.items()
+            if self.process_names.get((account_id, listener_id)) != name
+        }
+        if changed:
+            self.process_names.update(changed)
+            self.names_version += 1
+            self.version += 1
+
+    def forget_process_names(self, account_id: str, listener_ids: Iterable[str]) -> None:
+        """Drop the names of listeners that went away."""
+        keys = [
+            (account_id, lid) for lid in listener_ids if (account_id, lid) in self.process_names
+        ]
+        for key in keys:
+            del self.process_names[key]
+        if keys:
+            self.names_version += 1
+            self.version += 1
 
     def set_runtime(
         self, account_id: str, container_id: str, *, container_type: str, online: bool
     ) -> None:
         """Record what Boomi's Atom query says of a tracked runtime (others are ignored)."""
         old = self._containers.get((account_id, container_id))
-        if old is not None:
+        if old is not None and (old.container_type, old.online) != (container_type, online):
             self._containers[(account_id, container_id)] = replace(
                 old, container_type=container_type, online=online
             )
+            self.version += 1
 
     def record_success(
         self,
@@ -90,6 +119,7 @@ class SnapshotStore:
             last_error="",
             poll_duration_seconds=duration_seconds,
         )
+        self.version += 1
 
     def record_failure(
         self, account_id: str, container_id: str, error: str, *, duration_seconds: float
@@ -101,6 +131,7 @@ class SnapshotStore:
         self._containers[(account_id, container_id)] = replace(
             old, polled=True, up=False, last_error=error, poll_duration_seconds=duration_seconds
         )
+        self.version += 1
 
     def containers(self) -> list[ContainerSnapshot]:
         """Every tracked container's snapshot, in configuration order."""

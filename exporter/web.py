@@ -6,7 +6,6 @@ a scrape costs the same whether Boomi is fast, slow or down.
 
 from __future__ import annotations
 
-import gzip
 import html
 import time
 from collections import Counter
@@ -25,16 +24,13 @@ STORE_KEY = web.AppKey("store", SnapshotStore)
 RELOAD_KEY: web.AppKey[Reload | None] = web.AppKey("reload")
 METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
 
-# Below this size gzip costs more than it saves.
-GZIP_MIN_BYTES = 1024
-
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """Serve the registry in text or OpenMetrics format, gzipped when the scraper accepts it."""
-    body, content_type = request.app[METRICS_KEY].render(request.headers.get("Accept"))
+    """Serve the metrics in text or OpenMetrics format, gzipped when the scraper accepts it."""
+    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    body, content_type = request.app[METRICS_KEY].render(request.headers.get("Accept"), gzip=gzip)
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
-    if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) >= GZIP_MIN_BYTES:
-        body = gzip.compress(body, compresslevel=1)
+    if gzip:
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=body, headers=headers)
 
