@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from exporter.boomi import Atom, AuthError, BoomiClient, BoomiError
 from exporter.config import AccountConfig, DiscoveryConfig, NamesConfig
@@ -32,22 +32,31 @@ NAMES_CHECK_SECONDS = 15.0
 RETRY_AFTER_FAILURE_SECONDS = 300.0
 
 
-def select_discovered(atoms: Iterable[Atom], discovery: DiscoveryConfig) -> list[Atom]:
-    """The runtimes that discovery adds: the right type and status, a matching name."""
+def select_discovered(
+    atoms: Iterable[Atom], discovery: DiscoveryConfig, tracked: Collection[str] = ()
+) -> list[Atom]:
+    """The runtimes that discovery adds: the right type and status, a matching name.
+
+    The status filter decides what is added; a runtime already `tracked` stays when its status
+    changes (to OFFLINE, say), so it is shown as such instead of vanishing.
+    """
     pattern = re.compile(discovery.name_pattern)
     return [
         atom
         for atom in atoms
         if atom.type in discovery.types
-        and atom.status in discovery.statuses
+        and (atom.status in discovery.statuses or atom.container_id in tracked)
         and pattern.fullmatch(atom.name)
     ]
 
 
-def merge_targets(account: AccountConfig, atoms: Sequence[Atom] | None) -> list[Target]:
+def merge_targets(
+    account: AccountConfig, atoms: Sequence[Atom] | None, tracked: Collection[str] = ()
+) -> list[Target]:
     """Listed containers first (named from the config, else from Boomi), then discovered ones.
 
     `atoms` is None until an Atom query has succeeded: then only the listed containers.
+    `tracked` are the discovered containers polled so far (see `select_discovered`).
     """
     names = {atom.container_id: atom.name for atom in atoms or ()}
     targets = [
@@ -58,7 +67,7 @@ def merge_targets(account: AccountConfig, atoms: Sequence[Atom] | None) -> list[
         listed = {container.id for container in account.containers}
         targets += [
             Target(account.account_id, atom.container_id, atom.name)
-            for atom in select_discovered(atoms, account.discovery)
+            for atom in select_discovered(atoms, account.discovery, tracked)
             if atom.container_id not in listed
         ]
     return targets
@@ -85,7 +94,8 @@ class FleetRefresher:
         self._store = store
         self._on_targets = on_targets
         self._clock = clock
-        self._named_at: dict[str, float] = {}  # listener id -> when its name was last looked up
+        self._named_at: dict[str, float] = {}  # listener id -> when its name was looked up
+        self._tracked: set[str] = set()  # containers polled after the last Atom query
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -126,7 +136,9 @@ class FleetRefresher:
                 container_type=atom.type,
                 online=atom.status != "OFFLINE",
             )
-        self._on_targets(self.account.account_id, merge_targets(self.account, atoms))
+        targets = merge_targets(self.account, atoms, self._tracked)
+        self._tracked = {target.container_id for target in targets}
+        self._on_targets(self.account.account_id, targets)
         return True
 
     async def refresh_names(self) -> bool:

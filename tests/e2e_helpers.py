@@ -142,6 +142,8 @@ class DashboardQuery:
     panel: str
     ref_id: str
     expr: str
+    # The result's labels that the panel shows: in the target's legend, or as table columns.
+    shows: frozenset[str] = frozenset()
 
 
 def load_dashboard() -> dict[str, Any]:
@@ -156,9 +158,24 @@ def dashboard_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
+def shown_labels(panel: dict[str, Any], target: dict[str, Any]) -> frozenset[str]:
+    """Labels of a target's result that a panel displays: {{label}} in its legend, and the
+    columns an `organize` transformation orders or renames."""
+    shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+    for transformation in panel.get("transformations", []):
+        if transformation.get("id") == "organize":
+            options = transformation.get("options", {})
+            excluded = {k for k, v in options.get("excludeByName", {}).items() if v}
+            columns = set(options.get("indexByName", {})) | set(options.get("renameByName", {}))
+            shown |= columns - excluded - {"Time", "Value"}
+    return frozenset(shown)
+
+
 def dashboard_queries(dashboard: dict[str, Any]) -> list[DashboardQuery]:
     return [
-        DashboardQuery(panel["title"], target["refId"], target.get("expr", ""))
+        DashboardQuery(
+            panel["title"], target["refId"], target.get("expr", ""), shown_labels(panel, target)
+        )
         for panel in dashboard_panels(dashboard)
         for target in panel.get("targets", [])
     ]
@@ -169,6 +186,7 @@ TEST_VARIABLES = {
     "job": JOB,
     "instance": ".*",
     "account_id": ".*",
+    "container": ".*",
     "container_id": ".*",
     "__rate_interval": "1m",
     "__interval": "15s",
@@ -177,10 +195,15 @@ TEST_VARIABLES = {
 
 
 def substitute_variables(expr: str, variables: dict[str, str] = TEST_VARIABLES) -> str:
-    """Replace $name, ${name} and [[name]]; fail on a variable the test does not know."""
+    """Replace $name, ${name} and [[name]]; fail on a variable the test does not know.
+
+    $1, ${2}: label_replace's references to regex groups, which Grafana leaves as they are
+    (it has no variable of that name)."""
 
     def replace(match: re.Match[str]) -> str:
         name = next(group for group in match.groups() if group)
+        if name.isdigit():
+            return match.group(0)
         if name not in variables:
             raise AssertionError(f"dashboard uses an unknown variable ${name}")
         return variables[name]

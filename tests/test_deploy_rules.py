@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from exporter.metrics import ExporterMetrics
+from exporter.metrics import ExporterMetrics, SnapshotCollector
 from exporter.state import SnapshotStore
 from tests.e2e_helpers import (
     ALERT_RULES,
     ALERT_TESTS,
     ALERTMANAGER_CONFIG,
     DASHBOARD,
+    JOB,
     PROMETHEUS_CONFIG,
     REMEDIATION_RECEIVER,
     alert_rules,
@@ -25,12 +26,16 @@ from tests.e2e_helpers import (
     load_dashboard,
     load_yaml,
     require_binary,
+    substitute_variables,
+    write_yaml,
 )
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 FILTER_VARIABLES = ("job", "instance", "account_id", "container_id")
 # The labels the remediation webhook reads from BoomiListenerErrored.
 WEBHOOK_LABELS = ("account_id", "container_id", "listener_id")
+# Labels of the info series: names that become known, or change, while an alert is active.
+NAME_LABELS = ("process_name", "container_name", "container_type")
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -101,11 +106,12 @@ def test_alertmanager_routes_only_remediable_alerts_to_the_webhook(
 def exporter_series_names() -> set[str]:
     """Every series name the exporter can publish, from its own registry."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
-    registry = ExporterMetrics(SnapshotStore()).registry
+    store = SnapshotStore()
+    # The store's families may be rendered apart from the registry (the exporter caches them):
+    # SnapshotCollector names them either way.
+    families = [*ExporterMetrics(store).registry.collect(), *SnapshotCollector(store).collect()]
     return {
-        family.name + suffix
-        for family in registry.collect()
-        for suffix in suffixes.get(family.type, ("",))
+        family.name + suffix for family in families for suffix in suffixes.get(family.type, ("",))
     }
 
 
@@ -159,6 +165,30 @@ def test_errored_alert_tests_check_the_labels_the_webhook_needs() -> None:
                 labels = alert["exp_labels"]
                 assert all(labels.get(name) for name in WEBHOOK_LABELS), (case["name"], labels)
                 assert labels["remediate"] == "true", case["name"]
+
+
+def test_alert_labels_never_carry_names() -> None:
+    # A label that changes while an alert is pending or firing ends that alert and starts
+    # another (restarting `for:`, and notifying the remediation webhook again): names are
+    # looked up in the annotations instead, and never joined into an alert's labels.
+    for rule in alert_rules():
+        assert not re.search(r"\bboomi_\w+_info\b", rule["expr"]), rule["alert"]
+        assert not set(NAME_LABELS) & set(rule.get("labels", {})), rule["alert"]
+    for case in load_yaml(ALERT_TESTS)["tests"]:
+        for check in case.get("alert_rule_test", []):
+            for alert in check.get("exp_alerts") or []:
+                assert not set(NAME_LABELS) & set(alert["exp_labels"]), case["name"]
+
+
+def test_offline_runtimes_are_left_to_their_own_alert() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert rules["BoomiRuntimeOffline"]["expr"].strip() == "boomi_container_online == 0"
+    for name in ("BoomiContainerPollFailing", "BoomiListenerStatusStale"):
+        expr = " ".join(rules[name]["expr"].split())
+        assert (
+            "unless on (job, instance, account_id, container_id) (boomi_container_online == 0)"
+            in expr
+        ), name
 
 
 # -- the Grafana dashboard -------------------------------------------------------------------
@@ -233,3 +263,130 @@ def test_grafana_provisioning_examples_point_at_the_dashboard() -> None:
         "datasources"
     ]
     assert source["type"] == "prometheus"
+
+
+def test_container_variable_shows_names_and_selects_ids(dashboard: dict[str, Any]) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    names, ids = variables["container"], variables["container_id"]
+    assert names["definition"].endswith(", container_name)"), names["definition"]
+    assert names["datasource"] == DATASOURCE and names["multi"] and names["includeAll"]
+    assert names.get("hide", 0) == 0, "the picker people use must be visible"
+    # container_id holds the ids of the containers picked by name, and is what panels filter
+    # on; "All" must mean those ids, not `.*`, or picking a name would filter nothing.
+    assert 'container_name=~"$container"' in ids["definition"]
+    assert ids["definition"].endswith(", container_id)"), ids["definition"]
+    assert ids["hide"] == 2
+    assert not ids.get("allValue")
+    order = [v["name"] for v in dashboard["templating"]["list"]]
+    assert order.index("account_id") < order.index("container") < order.index("container_id")
+
+
+def test_panels_name_the_listeners_and_containers_they_show(dashboard: dict[str, Any]) -> None:
+    for query in dashboard_queries(dashboard):
+        if "listener_id" in query.shows:
+            assert "process_name" in query.shows, query.panel
+        if "container_id" in query.shows:
+            assert "container_name" in query.shows, query.panel
+    for panel in dashboard_panels(dashboard):
+        for target in panel["targets"]:
+            legend = target.get("legendFormat", "")
+            assert "{{listener_id}}" not in legend, (panel["title"], legend)
+            assert "{{container_id}}" not in legend, (panel["title"], legend)
+
+
+def test_process_name_joins_keep_listeners_without_a_name(dashboard: dict[str, Any]) -> None:
+    # boomi_listener_info appears only once the exporter has resolved the name: a plain join
+    # would hide every listener whose name is not known yet.
+    for query in dashboard_queries(dashboard):
+        if "boomi_listener_info" in query.expr:
+            assert "or on (account_id, container_id, listener_id)" in query.expr, query.panel
+
+
+def _dashboard_expr(dashboard: dict[str, Any], title: str) -> str:
+    (query,) = [q for q in dashboard_queries(dashboard) if q.panel == title]
+    return substitute_variables(query.expr)
+
+
+def _selector(name: str = "", **labels: str) -> str:
+    return name + "{" + ",".join(f'{key}="{value}"' for key, value in labels.items()) + "}"
+
+
+def test_dashboard_name_joins_evaluate_as_intended(
+    promtool: str, dashboard: dict[str, Any], tmp_path: Path
+) -> None:
+    """The listener and runtime panels' queries, evaluated by promtool on known series: named
+    and unnamed listeners, an HA pair of exporters, an OFFLINE runtime."""
+    c1 = {"account_id": "acme", "container_id": "c1"}
+    c2 = {"account_id": "acme", "container_id": "c2"}
+    runtime_1 = {"container_name": "prod-molecule-1", "container_type": "MOLECULE"}
+    runtime_2 = {"container_name": "prod-atom-1", "container_type": "ATOM"}
+    statuses = {"l1": "paused", "l2": "errored", "l3": "listening"}
+    series: list[tuple[str, str]] = []
+    for instance in ("a:9877", "b:9877"):  # two exporters watching the same account
+        target = {"job": JOB, "instance": instance}
+        series += [
+            (_selector("boomi_container_info", **target, **c1, **runtime_1), "1x5"),
+            (_selector("boomi_container_info", **target, **c2, **runtime_2), "1x5"),
+            (_selector("boomi_container_online", **target, **c1), "1x5"),
+            (_selector("boomi_container_online", **target, **c2), "0x5"),
+            # Only l1 is named (by both exporters); l2 and l3 are not yet.
+            (
+                _selector(
+                    "boomi_listener_info", **target, **c1, listener_id="l1", process_name="Orders"
+                ),
+                "1x5",
+            ),
+        ]
+        for listener, status in statuses.items():
+            for value in ("listening", "paused", "errored", "unknown"):
+                labels = {**target, **c1, "listener_id": listener, "connector_type": "wss"}
+                selector = _selector("boomi_listener_status", **labels, status=value)
+                series.append((selector, "1x5" if value == status else "0x5"))
+
+    def expect(title: str, *samples: tuple[dict[str, str], float]) -> dict[str, Any]:
+        return {
+            "expr": _dashboard_expr(dashboard, title),
+            "eval_time": "2m",
+            "exp_samples": [
+                {"labels": _selector(**labels), "value": value} for labels, value in samples
+            ],
+        }
+
+    row = {**c1, "container_name": "prod-molecule-1", "connector_type": "wss"}
+    line = {**c1, "container_name": "prod-molecule-1"}
+    document = {
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": values} for name, values in series],
+                "promql_expr_test": [
+                    # The unnamed listener is listed too, with an empty Process column.
+                    expect(
+                        "Listeners not listening",
+                        (
+                            {
+                                **row,
+                                "listener_id": "l1",
+                                "status": "paused",
+                                "process_name": "Orders",
+                            },
+                            1,
+                        ),
+                        ({**row, "listener_id": "l2", "status": "errored"}, 1),
+                    ),
+                    # Unnamed listeners are named by their id (values: 1 listening, 2 paused,
+                    # 3 errored).
+                    expect(
+                        "Listener status history",
+                        ({**line, "listener_id": "l1", "process_name": "Orders"}, 2),
+                        ({**line, "listener_id": "l2", "process_name": "l2"}, 3),
+                        ({**line, "listener_id": "l3", "process_name": "l3"}, 1),
+                    ),
+                    expect("Runtimes OFFLINE in Boomi", ({**c2, **runtime_2}, 0)),
+                ],
+            }
+        ],
+    }
+    tests = write_yaml(tmp_path / "dashboard.test.yml", document)
+    assert_ok(run(promtool, "test", "rules", str(tests)))

@@ -47,6 +47,9 @@ MAY_BE_EMPTY = {
     "Remediation outcomes",  # remediation disabled
 }
 
+# The table of runtimes Boomi reports OFFLINE: the test makes exactly one runtime OFFLINE.
+OFFLINE_PANEL = "Runtimes OFFLINE in Boomi"
+
 REMEDIATION_OUTCOME_METRIC = "boomi_remediation_actions_total"
 
 
@@ -175,8 +178,16 @@ async def test_every_dashboard_query_parses_and_returns_data(
     start_prometheus: StartPrometheus,
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
+        account = sim_server.account
+        # One runtime OFFLINE in Boomi, so the runtimes panels and alerts have something to show.
+        offline = account.containers[sim_server.container_ids()[-1]]
+        offline.status = "OFFLINE"
         # At least one listener not listening, so that table has a row to show.
-        listener_id = next(iter(sim_server.account.listeners))
+        listener_id = next(
+            listener.listener_id
+            for listener in account.listeners.values()
+            if listener.container_id != offline.container_id
+        )
         sim_server.sim.set_status(ACCOUNT, listener_id, "paused")
         running = await start_exporter(config_for(sim_server, interval_seconds=1))
         prometheus = await start_prometheus(address(running), None)
@@ -187,10 +198,39 @@ async def test_every_dashboard_query_parses_and_returns_data(
             explain=lambda: _explain_prometheus(prometheus),
         )
 
+        async def query_nonempty(expr: str) -> list[dict[str, Any]] | None:
+            return await prometheus.query(expr) or None
+
+        # The exporter resolves process names and runtime status in the background, shortly
+        # after it has seen a listener or started: the panels must show them once it has.
+        await wait_until(
+            lambda: query_nonempty(
+                f'boomi_listener_info{{job="{JOB}",listener_id="{listener_id}"}}'
+            ),
+            timeout=40,
+            what="boomi_listener_info of the paused listener (process names resolved)",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
+        await wait_until(
+            lambda: query_nonempty(f'boomi_container_online{{job="{JOB}"}} == 0'),
+            timeout=20,
+            what="boomi_container_online == 0 for the OFFLINE runtime",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
+        # Names a panel must show when it displays that label (in a legend or as a column) or
+        # joins the info series that carries it: at least one of the simulator's.
+        names = {
+            "process_name": {listener.process_name for listener in account.listeners.values()},
+            "container_name": {container.name for container in account.containers.values()},
+            "container_type": {container.type for container in account.containers.values()},
+        }
+        joined = {"boomi_listener_info": "process_name", "boomi_container_info": "container_name"}
+
         dashboard = load_dashboard()
         queries = dashboard_queries(dashboard)
         panels = {query.panel for query in queries}
         assert panels >= MAY_BE_EMPTY, f"MAY_BE_EMPTY names missing panels: {MAY_BE_EMPTY - panels}"
+        assert OFFLINE_PANEL in panels
         failures = []
         for query in queries:
             expr = substitute_variables(query.expr)
@@ -201,6 +241,26 @@ async def test_every_dashboard_query_parses_and_returns_data(
                 continue
             if not result and query.panel not in MAY_BE_EMPTY:
                 failures.append(f"{query.panel} [{query.ref_id}]: no data\n{expr}")
+            wanted = set(query.shows) | {
+                label for info, label in joined.items() if info in query.expr
+            }
+            for label in sorted(wanted & set(names)):
+                shown = {series["metric"].get(label) for series in result}
+                if not shown & names[label]:
+                    failures.append(
+                        f"{query.panel} [{query.ref_id}]: no {label} among {sorted(map(str, shown))}"
+                    )
+            if query.panel == OFFLINE_PANEL:
+                rows = [
+                    (
+                        s["metric"]["container_id"],
+                        s["metric"]["container_name"],
+                        s["metric"]["container_type"],
+                    )
+                    for s in result
+                ]
+                if rows != [(offline.container_id, offline.name, offline.type)]:
+                    failures.append(f"{query.panel} [{query.ref_id}]: {rows}")
         assert not failures, "\n\n".join(failures)
 
         # The template variables' label_values(metric{...}, label) queries, as PromQL.
@@ -222,6 +282,24 @@ async def test_every_dashboard_query_parses_and_returns_data(
         rules = await wait_until(rules_evaluated, timeout=10, what="a first rule evaluation")
         broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
         assert not broken, broken
+
+        # The OFFLINE runtime is reported as such (named and typed), and not as a poll failure.
+        offline_alerts = f'container_id="{offline.container_id}",alertstate="firing"'
+        (alert,) = await wait_until(
+            lambda: query_nonempty(f'ALERTS{{alertname="BoomiRuntimeOffline",{offline_alerts}}}'),
+            timeout=10,
+            what="BoomiRuntimeOffline to fire for the OFFLINE runtime",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
+        assert alert["metric"]["account_id"] == ACCOUNT
+        assert not await prometheus.query(
+            f'ALERTS{{alertname=~"BoomiContainerPollFailing|BoomiListenerStatusStale",'
+            f'container_id="{offline.container_id}"}}'
+        )
+        (rule,) = [r for r in await prometheus.rules() if r["name"] == "BoomiRuntimeOffline"]
+        (active,) = rule["alerts"]
+        kind = offline.type.lower().title()
+        assert active["annotations"]["summary"] == f"Boomi {kind} {offline.name} is OFFLINE"
 
 
 @pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 1.0}], indirect=True)
@@ -307,6 +385,9 @@ async def test_errored_listener_is_restarted_through_alertmanager(
         assert labels["account_id"] == ACCOUNT
         assert labels["container_id"] == target.container_id
         assert labels["remediate"] == "true"
+        # Names are looked up in the annotations, never joined into the labels: a name that
+        # arrives while the alert fires must not make it a new alert (and a second restart).
+        assert "process_name" not in labels and "container_name" not in labels, labels
 
         async def restarted_and_listening() -> bool | None:
             log = [e for e in sim.change_log if e["listener_id"] == target.listener_id]

@@ -68,6 +68,19 @@ def test_merge_targets_listed_entries_win_and_come_first() -> None:
     ]
 
 
+def test_a_tracked_runtime_that_goes_offline_stays() -> None:
+    discovery = DiscoveryConfig(enabled=True)
+    assert [a.container_id for a in select_discovered(ATOMS, discovery, {"a4"})] == [
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+    ]
+    config = account([], enabled=True)
+    assert Target("acc", "a4", "prod-molecule-2") in merge_targets(config, ATOMS, {"a4"})
+    assert Target("acc", "a4", "prod-molecule-2") not in merge_targets(config, ATOMS)
+
+
 def test_merge_targets_without_discovery_names_listed_containers_from_boomi() -> None:
     config = account([{"id": "a1"}])
     assert merge_targets(config, ATOMS) == [Target("acc", "a1", "prod-molecule-1")]
@@ -144,6 +157,16 @@ async def test_discovery_filters_and_follows_runtimes_coming_and_going(
     sim.add_listener(ACCOUNT, "late-prod", "late-listener")
     await running.wait_for(
         lambda s: any(dict(lab).get("listener_id") == "late-listener" for _, lab in s)
+    )
+    # One that goes OFFLINE stays, shown offline and not polled; one that goes away leaves.
+    sim_server.account.containers["late-prod"].status = "OFFLINE"
+    await running.wait_for(
+        lambda s: (
+            s.get(
+                ("boomi_container_online", (("account_id", ACCOUNT), ("container_id", "late-prod")))
+            )
+            == 0
+        )
     )
     del sim_server.account.containers["new-prod"]
     samples = await running.wait_for(
