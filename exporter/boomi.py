@@ -37,6 +37,9 @@ OP_CHANGE = "change_listener_status"
 OP_ATOM = "atom_query"
 OP_PROCESS = "process_query"
 
+# 100 runtimes a page: far more than any account has, and a bound on a server that loops.
+MAX_ATOM_PAGES = 1000
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 RequestObserver = Callable[[str, str, str, float], None]
@@ -162,7 +165,7 @@ def parse_listener_status_result(body: object, *, container_id: str = "") -> Asy
     """
     mapping = _as_mapping(body, OP_RESULT, container_id)
     code = mapping.get("responseStatusCode")
-    if isinstance(code, str) and code.isdigit():
+    if isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 3:
         code = int(code)
     if isinstance(code, bool) or not isinstance(code, int):
         raise _fail(OP_RESULT, container_id, "no numeric responseStatusCode")
@@ -444,6 +447,7 @@ class BoomiClient:
         self._auth_blocked_until = 0.0
         self._auth_error: AuthError | None = None
         self._credentials_ok = False  # some call has been answered without 401/403
+        self._probing = asyncio.Lock()
         # Per container: when its results tend to be ready, so the first GET comes then rather
         # than on a blind timer.
         self._result_delays: dict[str, ResultDelay] = {}
@@ -481,10 +485,9 @@ class BoomiClient:
 
     def _check_auth_backoff(self, operation: str, container_id: str) -> None:
         if self._auth_error is not None and self._clock() < self._auth_blocked_until:
-            remaining = self._auth_blocked_until - self._clock()
             raise AuthError(
-                f"{self._auth_error} (not retrying for another {remaining:.0f} s"
-                " so the account is not locked)",
+                f"{self._auth_error} (no calls for this account during a back-off of"
+                f" {self._auth_backoff:g} s, so the user is not locked out)",
                 operation=operation,
                 container_id=container_id,
             )
@@ -557,7 +560,21 @@ class BoomiClient:
             code=last.code,
         )
 
-    async def _attempt(
+    async def _attempt(self, **call: Any) -> _Answer:
+        operation, container_id = call["operation"], call["container_id"]
+        if not self._credentials_ok:
+            # Credentials not proven yet (at start, after a back-off): one request at a time,
+            # so a wrong password costs one login however many callers are waiting.
+            async with self._probing:
+                self._check_auth_backoff(operation, container_id)
+                if not self._credentials_ok:
+                    await self.limiter.acquire(call["priority"])
+                    return await self._send(**call)
+        await self.limiter.acquire(call["priority"])
+        self._check_auth_backoff(operation, container_id)
+        return await self._send(**call)
+
+    async def _send(
         self,
         *,
         method: str,
@@ -570,8 +587,7 @@ class BoomiClient:
         answer_statuses: tuple[int, ...],
         priority: int,
     ) -> _Answer:
-        await self.limiter.acquire(priority)
-        self._check_auth_backoff(operation, container_id)
+        del priority  # used by _attempt
         session = self._get_session()
         started = time.perf_counter()
         kwargs: dict[str, Any] = {}
@@ -631,7 +647,7 @@ class BoomiClient:
             raise _fail(operation, container_id, f"a {content_type or 'non-JSON'} body")
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _fail(operation, container_id, "a body that is not valid JSON") from None
         if status >= 400:
             message = body.get("message") if isinstance(body, Mapping) else None
@@ -770,7 +786,11 @@ class BoomiClient:
             "POST", "Atom/query", OP_ATOM, json_body=query, priority=PRIORITY_BACKGROUND
         )
         atoms, token = parse_atom_page(answer.body)
+        pages = 1
         while token is not None:
+            pages += 1
+            if pages > MAX_ATOM_PAGES:
+                raise _fail(OP_ATOM, "", f"more than {MAX_ATOM_PAGES} pages of runtimes")
             answer = await self._request(
                 "POST", "Atom/queryMore", OP_ATOM, text_body=token, priority=PRIORITY_BACKGROUND
             )

@@ -145,21 +145,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         if args.listen_address:
-            listen_address(args, None)
-        if args.demo:
-            host, port = listen_address(args, None)
-            return run_demo(host, port)
-        if not args.config:
-            parser.error("--config PATH is required (or --demo)")
+            parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        print(f"boomi-listener-exporter: --web.listen-address: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.demo:
+        host, port = listen_address(args, None)
+        return run_demo(host, port)
+    if not args.config:
+        parser.error("--config PATH is required (or --demo)")
+    try:
         config = load_config(args.config)
     except ConfigError as exc:
         message = str(exc)
         if "\n" in message:
             message = "\n  " + message.replace("\n", "\n  ")
         print(f"boomi-listener-exporter: bad configuration: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:  # from parse_listen_address
-        print(f"boomi-listener-exporter: --web.listen-address: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.check_config:
         print(f"Configuration {args.config} is valid.")

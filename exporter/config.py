@@ -430,10 +430,25 @@ def _expand_string(value: str, env: Mapping[str, str]) -> str:
     return _REFERENCE.sub(replace, value)
 
 
+# YAML aliases share one object however often they are used; the expanded copy does not, so a
+# small file of nested aliases ("billion laughs") would expand without bound. No real config
+# comes near this many values.
+_MAX_CONFIG_NODES = 100_000
+
+
 def _expand_tree(
-    node: object, location: tuple[str | int, ...], env: Mapping[str, str], problems: list[str]
+    node: object,
+    location: tuple[str | int, ...],
+    env: Mapping[str, str],
+    problems: list[str],
+    budget: list[int],
 ) -> object:
     """Copy a parsed YAML tree with references in string values expanded and keys made strings."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(
+            f"the config has more than {_MAX_CONFIG_NODES} values (are YAML aliases nested?)"
+        )
     if isinstance(node, str):
         try:
             return _expand_string(node, env)
@@ -442,12 +457,13 @@ def _expand_tree(
             return node
     if isinstance(node, dict):
         return {
-            str(key): _expand_tree(value, (*location, str(key)), env, problems)
+            str(key): _expand_tree(value, (*location, str(key)), env, problems, budget)
             for key, value in node.items()
         }
     if isinstance(node, list):
         return [
-            _expand_tree(item, (*location, index), env, problems) for index, item in enumerate(node)
+            _expand_tree(item, (*location, index), env, problems, budget)
+            for index, item in enumerate(node)
         ]
     return node
 
@@ -601,6 +617,12 @@ def parse_config(
             document = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(_describe_yaml_error(exc, text)) from None
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            # PyYAML's constructors raise these for tagged or odd scalars (`!!int abc`,
+            # `2020-13-45`); their message may quote the value, which may be a secret.
+            raise ConfigError(
+                "invalid YAML: a value does not fit its type (check !! tags, dates and numbers)"
+            ) from None
         if document is None:
             document = {}
         if not isinstance(document, dict):
@@ -610,7 +632,7 @@ def parse_config(
                 f" not {kind}"
             )
         problems: list[str] = []
-        expanded = _expand_tree(document, (), environment, problems)
+        expanded = _expand_tree(document, (), environment, problems, [_MAX_CONFIG_NODES])
         if problems:
             raise ConfigError(_limit(problems))
         try:

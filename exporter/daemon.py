@@ -21,6 +21,8 @@ from exporter.web import create_app
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_TIMEOUT_SECONDS = 4.0
+
 
 def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
     """Each configured account's listed container ids."""
@@ -116,7 +118,13 @@ class Exporter:
     async def start(self, host: str, port: int) -> int:
         """Start serving HTTP and polling; return the port really bound (for port 0)."""
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            # Also closes a connection that has not sent complete headers by then (aiohttp has
+            # no other header timeout); scrapers just open a new connection.
+            keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

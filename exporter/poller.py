@@ -54,6 +54,7 @@ class Poller:
         self._wall_clock = wall_clock
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._targets: dict[tuple[str, str], Target] = {}
+        self._failure_kinds: dict[tuple[str, str], str] = {}  # of the failing containers
 
     def configure(self, *, interval_seconds: float, result_timeout_seconds: float) -> None:
         """New timings; each container's next cycle uses them."""
@@ -131,10 +132,15 @@ class Poller:
                 str(exc),
                 duration_seconds=time.monotonic() - started,
             )
-            was_up = previous is None or not previous.polled or previous.up
-            level = logging.WARNING if was_up and not isinstance(exc, AuthError) else logging.DEBUG
-            if isinstance(exc, AuthError) and (previous is None or previous.last_error != str(exc)):
-                level = logging.ERROR
+            # Once per kind of failure and container: a wrong password must not log an ERROR on
+            # every poll, but a new kind of trouble is news.
+            kind = type(exc).__name__
+            repeated = self._failure_kinds.get((target.account_id, target.container_id)) == kind
+            self._failure_kinds[(target.account_id, target.container_id)] = kind
+            if repeated:
+                level = logging.DEBUG
+            else:
+                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
             log.log(level, "polling %s failed: %s", where, exc)
             return False
         except Exception:
@@ -154,9 +160,9 @@ class Poller:
             duration_seconds=time.monotonic() - started,
             now=self._wall_clock(),
         )
-        if previous is not None and previous.polled and not previous.up:
+        if self._failure_kinds.pop((target.account_id, target.container_id), None):
             log.info("polling %s works again", where)
-        known = (
+        seen = (
             {(item.listener_id, item.raw_status) for item in previous.listeners}
             if previous
             else set()
@@ -165,7 +171,7 @@ class Poller:
             # Once per listener and raw value, so an odd status is visible but not repeated.
             if (
                 listener.status == "unknown"
-                and (listener.listener_id, listener.raw_status) not in known
+                and (listener.listener_id, listener.raw_status) not in seen
             ):
                 log.info(
                     "%s: listener %s has status %r, published as unknown",

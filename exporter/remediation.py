@@ -39,6 +39,8 @@ ACTION_LABEL = "boomi_action"
 # What each action should leave the listener in, and the states it makes sense from.
 TARGET_STATUS = {"restart": "listening", "pause": "paused", "resume": "listening"}
 VERIFY_POLL_SECONDS = 5.0
+# Alertmanager sends its small body at once; a client that trickles it only holds a connection.
+BODY_READ_TIMEOUT_SECONDS = 3.0
 BUDGET_WINDOW_SECONDS = 3600.0
 
 Outcome = Literal[
@@ -108,6 +110,8 @@ def parse_payload(body: bytes) -> WebhookPayload:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "payload"
+        # The location may hold the sender's own keys: keep it short and on one line.
+        where = where.encode("unicode_escape").decode("ascii")[:120]
         raise PayloadError(
             f"not an Alertmanager v4 payload: {where}: {first['msg']} "
             f"({exc.error_count()} problem(s))"
@@ -465,11 +469,12 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -485,7 +490,13 @@ async def webhook_handler(request: web.Request) -> web.Response:
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="boomi-listener-exporter"'},
         )
-    body = await _read_at_most(request, config.max_body_bytes)
+    try:
+        body = await _read_at_most(request, config.max_body_bytes)
+    except TimeoutError:
+        return web.json_response({"error": "the body took too long to arrive"}, status=408)
+    except ConnectionError:
+        log.debug("webhook: the client went away while sending its body")
+        return web.Response(status=400)
     if body is None:
         return web.json_response({"error": "body too large"}, status=413)
     try:

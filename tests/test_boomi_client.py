@@ -144,7 +144,7 @@ async def test_wrong_password_raises_auth_error_and_backs_off(
     assert "HTTP 403" in str(caught.value)
     assert "wrong-secret-123" not in str(caught.value)
     for _ in range(5):
-        with pytest.raises(AuthError, match="not retrying"):
+        with pytest.raises(AuthError, match="no calls for this account during a back-off"):
             await client.fetch_listener_statuses(container)
     # One login attempt in all: no retries, and none during the back-off.
     assert sum(sim_server.sim.request_counts.values()) == 1
