@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -168,21 +170,34 @@ async def read_until(
             return match
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_daemon_serves_and_stops_cleanly_on_signal(
-    tmp_path: Path, sim_server: SimServer, signum: signal.Signals
-) -> None:
-    path = write_config(tmp_path, sim_server, extra="web:\n  listen_address: 127.0.0.1:0\n")
+@contextlib.asynccontextmanager
+async def daemon(
+    path: Path, password: str, *flags: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """The exporter as a real process on the config at `path`; (process, URL) once ready."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config", str(path), "--log-format", "json",
+        sys.executable, "-m", "exporter", "--config", str(path), *flags,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
+        env={**os.environ, "BOOMI_PASSWORD": password},
     )  # fmt: skip
     assert process.stderr is not None
     try:
         match = await read_until(process.stderr, r"serving on http://127\.0\.0\.1:(\d+)/metrics")
         url = f"http://127.0.0.1:{match.group(1)}"
         await wait_http(url + "/-/ready")
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_daemon_serves_and_stops_cleanly_on_signal(
+    tmp_path: Path, sim_server: SimServer, signum: signal.Signals
+) -> None:
+    path = write_config(tmp_path, sim_server, extra="web:\n  listen_address: 127.0.0.1:0\n")
+    async with daemon(path, sim_server.account.password, "--log-format", "json") as (process, url):
         metrics = await wait_http(url + "/metrics")
         assert "boomi_listener_status{" in metrics
         process.send_signal(signum)
@@ -191,10 +206,6 @@ async def test_daemon_serves_and_stops_cleanly_on_signal(
         assert time.monotonic() - started < 5
         assert process.returncode == 0
         assert b"Traceback" not in stderr
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_demo_runs_shows_listeners_and_remediates() -> None:
@@ -326,16 +337,7 @@ async def test_sigterm_during_a_restart_logs_it_as_abandoned(
     path = write_config(
         tmp_path, sim_server, extra=REMEDIATION_YAML.format(dry_run="false", verify=120)
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config", str(path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
-    )  # fmt: skip
-    assert process.stderr is not None
-    try:
-        match = await read_until(process.stderr, r"serving on http://127\.0\.0\.1:(\d+)/metrics")
-        url = f"http://127.0.0.1:{match.group(1)}"
-        await wait_http(url + "/-/ready")
+    async with daemon(path, sim_server.account.password) as (process, url):
         body = {
             "version": "4", "status": "firing",
             "alerts": [{"status": "firing", "fingerprint": "abc",
@@ -359,10 +361,6 @@ async def test_sigterm_during_a_restart_logs_it_as_abandoned(
         assert re.search(rf"remediation abandoned at shutdown: restart of listener {listener}", log)
         assert "while verifying the result" in log
         assert "hook-token" not in log
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.mark.parametrize(
@@ -432,16 +430,8 @@ async def test_sighup_reloads_the_config(tmp_path: Path, sim_server: SimServer) 
     text = path.read_text()
     only_first = re.sub(rf"      - id: {second}\n        name: \S+\n", "", text)
     path.write_text(only_first)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config", str(path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "BOOMI_PASSWORD": sim_server.account.password},
-    )  # fmt: skip
-    assert process.stderr is not None
-    try:
-        match = await read_until(process.stderr, r"serving on http://127\.0\.0\.1:(\d+)/metrics")
-        url = f"http://127.0.0.1:{match.group(1)}"
-        await wait_http(url + "/-/ready")
+    async with daemon(path, sim_server.account.password) as (process, url):
+        assert process.stderr is not None
         assert f'container_id="{second}"' not in await wait_http(url + "/metrics")
         path.write_text(text)
         process.send_signal(signal.SIGHUP)
@@ -456,7 +446,3 @@ async def test_sighup_reloads_the_config(tmp_path: Path, sim_server: SimServer) 
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.communicate(), 10)
         assert process.returncode == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
