@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import heapq
 import itertools
 import json
@@ -18,7 +19,6 @@ import logging
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -302,9 +302,9 @@ class RateLimiter:
         else:
             self.capacity, self.window = 1, 1.0 / rate
         self.window += self.WINDOW_MARGIN_SECONDS
-        self._sent: deque[float] = deque()
+        self._sent: list[float] = []  # send times in the window, sorted
         self._paused_until = 0.0
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[int, int, asyncio.Future[float]]] = []
         self._arrivals = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
         self._clock = clock
@@ -315,8 +315,8 @@ class RateLimiter:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def _delay(self, now: float) -> float:
-        while self._sent and self._sent[0] <= now - self.window:
-            self._sent.popleft()
+        expired = bisect.bisect_right(self._sent, now - self.window)
+        del self._sent[:expired]
         delay = self._paused_until - now
         if len(self._sent) >= self.capacity:
             delay = max(delay, self._sent[0] + self.window - now)
@@ -324,11 +324,19 @@ class RateLimiter:
 
     async def acquire(self, priority: int = PRIORITY_STATUS) -> None:
         """Wait until one more request fits in the window, and record it as sent."""
-        granted = asyncio.get_running_loop().create_future()
+        granted: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._arrivals), granted))
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="rate limiter")
-        await granted
+        granted_at = await granted
+        # A busy event loop can resume this caller well after the grant; the request leaves
+        # now, so that is the time the window must count.
+        now = self._clock()
+        if now > granted_at:
+            index = bisect.bisect_left(self._sent, granted_at)
+            if index < len(self._sent) and self._sent[index] == granted_at:
+                del self._sent[index]
+            bisect.insort(self._sent, now)
 
     async def _dispatch(self) -> None:
         # One dispatcher hands out slots; it sleeps until the next slot, then serves whoever
@@ -341,8 +349,9 @@ class RateLimiter:
             _, _, granted = heapq.heappop(self._waiting)
             if granted.done():  # its caller was cancelled while waiting
                 continue
-            self._sent.append(self._clock())
-            granted.set_result(None)
+            now = self._clock()
+            bisect.insort(self._sent, now)
+            granted.set_result(now)
 
 
 # ---------------------------------------------------------------------------------------------
