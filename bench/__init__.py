@@ -1,0 +1,1 @@
+"""Benchmarks of boomi-listener-exporter against its Boomi API simulator (see bench/README.md)."""

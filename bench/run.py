@@ -1,0 +1,161 @@
+"""Run the benchmarks from the repo root: `python -m bench.run SUBCOMMAND`.
+
+Each subcommand prints Markdown tables and writes bench/results/<subcommand>.json with the
+machine, the parameters and every raw measurement. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from bench import common, memcpu, poll, remediation, scrape
+
+Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
+
+
+async def _poll(args: argparse.Namespace) -> dict[str, Any]:
+    return await poll.run(
+        containers=args.containers,
+        rate_limit=args.rate_limit,
+        budget=args.budget,
+        delays=args.delays,
+        repeat=args.repeat,
+        cycles=args.cycles,
+        naive_sample=args.naive_sample,
+        interval=args.interval,
+        seed=args.seed,
+    )
+
+
+async def _scrape(args: argparse.Namespace) -> dict[str, Any]:
+    return await scrape.run(
+        containers=args.containers,
+        listeners=args.listeners,
+        requests=args.requests,
+        max_seconds=args.max_seconds,
+        variants=args.variants,
+        churn=args.churn,
+        flip_every=args.flip_every,
+        pause=args.pause,
+    )
+
+
+async def _memcpu(args: argparse.Namespace) -> dict[str, Any]:
+    return await memcpu.run(
+        containers=args.containers,
+        listeners=args.listeners,
+        cycles=args.cycles,
+        budget=args.budget,
+        profile=args.profile,
+    )
+
+
+async def _remediation(args: argparse.Namespace) -> dict[str, Any]:
+    return await remediation.run(rounds=args.rounds, alerts=args.alerts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    poll = sub.add_parser("poll", help="targets 1-2: full-cycle throughput vs a naive loop")
+    poll.add_argument("--containers", type=int, default=200)
+    poll.add_argument("--rate-limit", type=float, default=10.0, help="simulator's limit per s")
+    poll.add_argument("--budget", type=float, default=10.0, help="max_requests_per_second")
+    poll.add_argument("--delays", type=float, nargs="+", default=[1.0, 2.0, 3.0])
+    poll.add_argument("--repeat", type=int, default=3, help="exporter runs per delay")
+    poll.add_argument("--cycles", type=int, default=2, help="cycles per run (1 = cold only)")
+    poll.add_argument("--naive-sample", type=int, default=20, help="0 skips the naive loop")
+    poll.add_argument("--interval", type=float, default=50.0, help="poll.interval_seconds")
+    poll.add_argument("--seed", type=int, default=1)
+
+    scrape = sub.add_parser("scrape", help="target 3: /metrics latency with 10,000 listeners")
+    scrape.add_argument("--containers", type=int, default=1000)
+    scrape.add_argument("--listeners", type=int, default=10, help="per container")
+    scrape.add_argument("--requests", type=int, default=200, help="per scraper and format")
+    scrape.add_argument("--max-seconds", type=float, default=40.0, help="per scraper and format")
+    scrape.add_argument(
+        "--variants", nargs="+", default=["current", "proposed"], choices=["current", "proposed"]
+    )
+    scrape.add_argument(
+        "--churn", type=float, default=1000 / 60, help="store updates per second (server side)"
+    )
+    scrape.add_argument(
+        "--flip-every", type=float, default=30.0, help="seconds between status changes; 0: none"
+    )
+    scrape.add_argument(
+        "--pause", type=float, default=0.2, help="seconds between scrapes (polling scenario)"
+    )
+
+    memcpu = sub.add_parser("memcpu", help="targets 4-5: RSS over 10 cycles, CPU per cycle")
+    memcpu.add_argument("--containers", type=int, default=1000)
+    memcpu.add_argument("--listeners", type=int, default=10, help="per container")
+    memcpu.add_argument("--cycles", type=int, default=10)
+    memcpu.add_argument("--budget", type=float, default=100.0, help="max_requests_per_second")
+    memcpu.add_argument("--profile", metavar="FILE", help="write cProfile stats of cycles 2..")
+    memcpu.add_argument("--label", default="", help="write results/memcpu-LABEL.json")
+
+    remediation = sub.add_parser("remediation", help="target 6: webhook latency, restart delay")
+    remediation.add_argument("--rounds", type=int, default=40, help="webhook posts timed")
+    remediation.add_argument("--alerts", type=int, default=50, help="alerts per payload")
+
+    sub.add_parser("all", help="every benchmark with its defaults")
+    # Internal: the /metrics server of the scrape benchmark, in its own process.
+    server = sub.add_parser("scrape-server", help=argparse.SUPPRESS)
+    server.add_argument("--containers", type=int, default=1000)
+    server.add_argument("--listeners", type=int, default=10)
+    server.add_argument("--variant", choices=["current", "proposed"], default="current")
+    server.add_argument("--churn", type=float, default=0.0)
+    server.add_argument("--flip-every", type=float, default=0.0)
+    return parser
+
+
+RUNNERS: dict[str, Runner] = {
+    "poll": _poll,
+    "scrape": _scrape,
+    "memcpu": _memcpu,
+    "remediation": _remediation,
+}
+
+
+def _run_one(name: str, args: argparse.Namespace) -> None:
+    info = common.machine_info()
+    print(f"== {name}: {info['cpu_model']}, {info['nproc']} CPUs, Python {info['python']}")
+    print(f"   load average at start {info['loadavg_start']:.2f}", flush=True)
+    result = asyncio.run(RUNNERS[name](args))
+    common.finish_run(info)
+    document: dict[str, Any] = {
+        "benchmark": name,
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+    }
+    document |= {"machine": info, **result}
+    label = getattr(args, "label", "")
+    path = common.write_json(f"{name}-{label}" if label else name, document)
+    print(f"   load average at end {info['loadavg_end']:.2f}; wrote {path}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "scrape-server":
+        scrape.serve_forever(args)
+        return 0
+    if args.command == "all":
+        # Each in a fresh process: memory measured after another benchmark would include
+        # what that one left in the heap.
+        failed = 0
+        for name in RUNNERS:
+            done = subprocess.run([sys.executable, "-m", "bench.run", name], check=False)
+            failed += done.returncode != 0
+        return 1 if failed else 0
+    _run_one(args.command, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
