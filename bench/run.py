@@ -15,6 +15,8 @@ from typing import Any
 
 from bench import common, memcpu, poll, remediation, scrape
 
+VARIANTS = ["current", "proposed", "proposed-stored"]
+
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 
 
@@ -39,7 +41,7 @@ async def _scrape(args: argparse.Namespace) -> dict[str, Any]:
         requests=args.requests,
         max_seconds=args.max_seconds,
         variants=args.variants,
-        churn=args.churn,
+        changed_per_scrape=args.changed_per_scrape,
         flip_every=args.flip_every,
         pause=args.pause,
     )
@@ -80,10 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     scrape.add_argument("--requests", type=int, default=200, help="per scraper and format")
     scrape.add_argument("--max-seconds", type=float, default=40.0, help="per scraper and format")
     scrape.add_argument(
-        "--variants", nargs="+", default=["current", "proposed"], choices=["current", "proposed"]
+        "--variants",
+        nargs="+",
+        default=["current", "proposed"],
+        choices=VARIANTS,
+        help="proposed-stored: the prototype with the middle part stored uncompressed",
     )
+    scrape.add_argument("--label", default="", help="write results/scrape-LABEL.json")
     scrape.add_argument(
-        "--churn", type=float, default=1000 / 60, help="store updates per second (server side)"
+        "--changed-per-scrape",
+        type=int,
+        default=250,
+        help="containers refreshed between two scrapes (1,000 per 60 s, scraped every 15 s)",
     )
     scrape.add_argument(
         "--flip-every", type=float, default=30.0, help="seconds between status changes; 0: none"
@@ -109,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser("scrape-server", help=argparse.SUPPRESS)
     server.add_argument("--containers", type=int, default=1000)
     server.add_argument("--listeners", type=int, default=10)
-    server.add_argument("--variant", choices=["current", "proposed"], default="current")
+    server.add_argument("--variant", choices=VARIANTS, default="current")
     server.add_argument("--churn", type=float, default=0.0)
     server.add_argument("--flip-every", type=float, default=0.0)
     return parser

@@ -7,11 +7,12 @@ own process (`python -m bench.run scrape-server`: the exporter's `create_app` wi
 `ExporterMetrics`), the two scrapers in this one, so client and server do not share an event
 loop. Two scenarios:
 - static: the store never changes; each scraper scrapes again as soon as it has an answer.
-- polling: the server changes the store like a polling exporter does: `churn` container updates
-  per second (1,000 containers polled every 60 s is 16.7/s: same listeners, new timestamp and
-  duration) and a listener status flip every `flip_every` seconds; each scraper pauses `pause`
-  seconds between scrapes, so (as for a Prometheus scraping every 15 s) nearly every scrape
-  finds the store changed since the previous one.
+- polling: the server changes the store as a polling exporter does, time-compressed: between
+  two scrapes of one scraper, `changed_per_scrape` containers get a new snapshot (same
+  listeners, new timestamp and duration; 250 is what a Prometheus scraping every 15 s finds
+  with 1,000 containers polled every 60 s), and a listener status flips every `flip_every`
+  seconds. Each scraper pauses `pause` seconds between scrapes, the second one starting half a
+  pause later (two Prometheus servers are not in step).
 
 Variants: `current` is the exporter as it is (`ExporterMetrics.render`); `proposed` replaces
 `render` on the instance with the prototype in bench/proposed_metrics.py, same handler.
@@ -71,6 +72,8 @@ FORMATS: dict[str, dict[str, str]] = {
 }
 # Also scraped with curl, to tell the Python client's share of the latency from the server's.
 CURL_FORMATS = ("text", "gzip")
+# 1,000 containers polled every 60 s change 250 snapshots between two scrapes 15 s apart.
+CHANGED_PER_SCRAPE = 250
 MEDIAN_TARGET_MS = 5.0
 P99_TARGET_MS = 25.0
 
@@ -120,6 +123,7 @@ def fill(store: SnapshotStore, metrics: ExporterMetrics, fleet: Fleet) -> None:
     store.set_process_names(ACCOUNT, {lid: name for (_, lid), name in fleet.names.items()})
     now = time.time()
     for account_id, container_id, _ in fleet.containers:
+        store.set_runtime(account_id, container_id, container_type="MOLECULE", online=True)
         store.record_success(
             account_id, container_id, fleet.listeners[container_id], duration_seconds=1.5, now=now
         )
@@ -157,11 +161,13 @@ def update_one(
 
 async def _serve(args: argparse.Namespace) -> None:
     fleet = make_fleet(args.containers, args.listeners)
-    store: SnapshotStore = VersionedStore() if args.variant == "proposed" else SnapshotStore()
+    store: SnapshotStore = SnapshotStore() if args.variant == "current" else VersionedStore()
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
     if isinstance(store, VersionedStore):
-        metrics.render = ProposedMetrics(store, metrics).render  # type: ignore[method-assign]
+        level = 0 if args.variant == "proposed-stored" else 1
+        proposed = ProposedMetrics(store, metrics, middle_level=level)
+        metrics.render = proposed.render  # type: ignore[method-assign]
     app = create_app(store, metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -174,14 +180,18 @@ async def _serve(args: argparse.Namespace) -> None:
 
     async def churn() -> None:
         index = 0
+        owed = 0.0
         next_flip = loop.time() + args.flip_every
         while True:
-            await asyncio.sleep(1 / args.churn)
-            flip = args.flip_every > 0 and loop.time() >= next_flip
-            if flip:
-                next_flip += args.flip_every
-            update_one(store, metrics, fleet, index, flip=flip)
-            index += 1
+            await asyncio.sleep(0.02)
+            owed += args.churn * 0.02
+            while owed >= 1:
+                owed -= 1
+                flip = args.flip_every > 0 and loop.time() >= next_flip
+                if flip:
+                    next_flip += args.flip_every
+                update_one(store, metrics, fleet, index, flip=flip)
+                index += 1
 
     task = asyncio.create_task(churn()) if args.churn > 0 else None
     await stop.wait()
@@ -225,16 +235,24 @@ def _after(
     return summary(times)
 
 
-def _variant_costs(variant: str, fleet: Fleet) -> tuple[dict[str, Any], ExporterMetrics]:
+def _variant_costs(
+    variant: str, fleet: Fleet, *, middle_level: int = 1
+) -> tuple[dict[str, Any], ExporterMetrics]:
     store: SnapshotStore = VersionedStore() if variant == "proposed" else SnapshotStore()
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
     if isinstance(store, VersionedStore):
-        metrics.render = ProposedMetrics(store, metrics).render  # type: ignore[method-assign]
+        proposed = ProposedMetrics(store, metrics, middle_level=middle_level)
+        metrics.render = proposed.render  # type: ignore[method-assign]
     counter = iter(range(10**9))
 
     def refresh() -> None:
         update_one(store, metrics, fleet, next(counter), flip=False)
+
+    def refresh_interval() -> None:
+        # What a scrape every 15 s finds with 1,000 containers polled every 60 s.
+        for _ in range(CHANGED_PER_SCRAPE):
+            update_one(store, metrics, fleet, next(counter), flip=False)
 
     def flip() -> None:
         update_one(store, metrics, fleet, next(counter), flip=True)
@@ -257,6 +275,9 @@ def _variant_costs(variant: str, fleet: Fleet) -> tuple[dict[str, Any], Exporter
         "after_one_refresh_gzip_ms": _after(refresh, gzipped, 20),
         "after_one_refresh_prometheus_ms": _after(refresh, prometheus, 20),
         "after_status_change_gzip_ms": _after(flip, gzipped, 10),
+        "after_15s_of_polls_gzip_ms": _after(refresh_interval, gzipped, 20),
+        "after_15s_of_polls_prometheus_ms": _after(refresh_interval, prometheus, 20),
+        "after_15s_of_polls_text_ms": _after(refresh_interval, text, 10),
         "gzip_bytes": len(metrics.render(None, gzip=True)[0]),
     }
     if isinstance(store, VersionedStore):
@@ -277,6 +298,7 @@ def render_costs(fleet: Fleet) -> dict[str, Any]:
     """In-process cost of rendering: prometheus_client, the exporter's renderer, the prototype."""
     current, metrics = _variant_costs("current", fleet)
     proposed, _ = _variant_costs("proposed", fleet)
+    stored, _ = _variant_costs("proposed", fleet, middle_level=0)
     body, _ = metrics.render(None)
     # The old way: prometheus_client's encoder over SnapshotCollector and the own registry.
     registry = CollectorRegistry(auto_describe=False)
@@ -293,6 +315,7 @@ def render_costs(fleet: Fleet) -> dict[str, Any]:
         "gzip_level1_of_that_ms": _ms(lambda: gzip.compress(old, compresslevel=1), 3),
         "current": current,
         "proposed": proposed,
+        "proposed_middle_stored": stored,
         "_text": body,
     }
 
@@ -484,8 +507,9 @@ def _cost_rows(costs: dict[str, Any]) -> list[list[object]]:
             "prometheus_client generate_latest (SnapshotCollector + own registry)",
             costs["generate_latest_text_ms"]["median"],
             "",
+            "",
         ],
-        ["  + gzip level 1 of that body", costs["gzip_level1_of_that_ms"]["median"], ""],
+        ["  + gzip level 1 of that body", costs["gzip_level1_of_that_ms"]["median"], "", ""],
     ]
     for key, what in (
         ("first_gzip_ms", "first render, gzip (cold caches)"),
@@ -496,11 +520,19 @@ def _cost_rows(costs: dict[str, Any]) -> list[list[object]]:
         ("after_one_refresh_gzip_ms", "after one container refresh, gzip"),
         ("after_one_refresh_prometheus_ms", "after one container refresh, OpenMetrics+gzip"),
         ("after_status_change_gzip_ms", "after one listener status change, gzip"),
+        ("after_15s_of_polls_text_ms", f"after {CHANGED_PER_SCRAPE} container refreshes, text"),
+        ("after_15s_of_polls_gzip_ms", f"after {CHANGED_PER_SCRAPE} container refreshes, gzip"),
+        (
+            "after_15s_of_polls_prometheus_ms",
+            f"after {CHANGED_PER_SCRAPE} container refreshes, OpenMetrics+gzip",
+        ),
+        ("gzip_bytes", "gzip body, bytes"),
     ):
-        current, proposed = costs["current"][key], costs["proposed"][key]
-        if isinstance(current, dict):
-            current, proposed = current["median"], proposed["median"]
-        rows.append([what, current, proposed])
+        row: list[object] = [what]
+        for variant in ("current", "proposed", "proposed_middle_stored"):
+            value = costs[variant][key]
+            row.append(value["median"] if isinstance(value, dict) else value)
+        rows.append(row)
     return rows
 
 
@@ -511,11 +543,12 @@ async def run(
     requests: int,
     max_seconds: float,
     variants: list[str],
-    churn: float,
+    changed_per_scrape: int,
     flip_every: float,
     pause: float,
 ) -> dict[str, Any]:
     fleet = make_fleet(containers, listeners)
+    churn = changed_per_scrape / pause
     costs = render_costs(fleet)
     text = costs.pop("_text")
     promtool = promtool_check(text)
@@ -523,8 +556,8 @@ async def run(
     scenarios = [
         Scenario("static store, back-to-back scrapes", 0.0, 0.0, 0.0),
         Scenario(
-            f"polling store ({churn:.3g} updates/s, a flip every {flip_every:g} s),"
-            f" {pause:g} s between scrapes",
+            f"polling store: {changed_per_scrape} containers refreshed between scrapes"
+            f" ({churn:.0f}/s, {pause:g} s apart), a status flip every {flip_every:g} s",
             churn,
             flip_every,
             pause,
@@ -576,7 +609,7 @@ async def run(
     cost_table = print_table(
         f"Render cost in-process, ms ({costs['lines']:,} lines, {costs['text_bytes'] / 1e6:.1f} MB"
         f" text, {costs['gzip_bytes'] / 1e6:.2f} MB gzip)",
-        ["what", "current (exporter)", "proposed (prototype)"],
+        ["what", "current (exporter)", "proposed (prototype)", "proposed, middle stored"],
         _cost_rows(costs),
     )
     identical = costs["proposed"].get("output_identical_to_exporter")
@@ -589,6 +622,9 @@ async def run(
             "requests_per_scraper": requests,
             "max_seconds_per_format": max_seconds,
             "fill": "SnapshotStore.record_success with synthetic ListenerStatus values",
+            "changed_per_scrape": changed_per_scrape,
+            "pause_seconds": pause,
+            "flip_every_seconds": flip_every,
         },
         "render_costs": costs,
         "promtool_text": promtool,
