@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.boomi import AuthError, BoomiClient, BoomiError
-from exporter.state import SnapshotStore
+from exporter.state import OFFLINE_ERROR, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +106,20 @@ class Poller:
             if next_start < started:
                 next_start = started + self._interval
 
+    def _went_offline(self, target: Target) -> bool:
+        snapshot = self._store.get(target.account_id, target.container_id)
+        return snapshot is not None and snapshot.online is False
+
     async def poll(self, target: Target) -> bool:
         """Run one cycle for a target and record the outcome (True: success); never raises."""
         client = self._clients[target.account_id]
         where = f"container {target.container_id} ({target.name or 'unnamed'})"
         started = time.monotonic()
         previous = self._store.get(target.account_id, target.container_id)
-        if previous is not None and previous.online is False:
+        if self._went_offline(target):
             # Boomi says OFFLINE: a ListenerStatus query would never settle; spend nothing.
             self._store.record_failure(
-                target.account_id,
-                target.container_id,
-                "the runtime is OFFLINE in Boomi; its listeners are not polled",
-                duration_seconds=0.0,
+                target.account_id, target.container_id, OFFLINE_ERROR, duration_seconds=0.0
             )
             return False
         try:
@@ -126,6 +127,9 @@ class Poller:
                 target.container_id, result_timeout_seconds=self._result_timeout
             )
         except BoomiError as exc:
+            if self._went_offline(target):
+                # It went OFFLINE while this poll waited; that, not the timeout, is the news.
+                return False
             self._store.record_failure(
                 target.account_id,
                 target.container_id,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 
 from exporter.boomi import ListenerStatus
 
+OFFLINE_ERROR = "the runtime is OFFLINE in Boomi; its listeners are not polled"
+
 
 @dataclass(frozen=True, slots=True)
 class ContainerSnapshot:
@@ -91,11 +93,14 @@ class SnapshotStore:
     ) -> None:
         """Record what Boomi's Atom query says of a tracked runtime (others are ignored)."""
         old = self._containers.get((account_id, container_id))
-        if old is not None and (old.container_type, old.online) != (container_type, online):
-            self._containers[(account_id, container_id)] = replace(
-                old, container_type=container_type, online=online
-            )
-            self.version += 1
+        if old is None or (old.container_type, old.online) == (container_type, online):
+            return
+        new = replace(old, container_type=container_type, online=online)
+        if not online:
+            # Shown down at once, with the reason, without waiting for a poll to notice.
+            new = replace(new, polled=True, up=False, last_error=OFFLINE_ERROR)
+        self._containers[(account_id, container_id)] = new
+        self.version += 1
 
     def record_success(
         self,

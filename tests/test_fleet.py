@@ -11,11 +11,12 @@ import aiohttp
 import pytest
 import yaml
 
-from exporter.boomi import Atom
+from exporter.boomi import Atom, BoomiClient
 from exporter.config import AccountConfig, DiscoveryConfig
 from exporter.daemon import Exporter
 from exporter.fleet import merge_targets, select_discovered
-from exporter.poller import Target
+from exporter.poller import Poller, Target
+from exporter.state import OFFLINE_ERROR, SnapshotStore
 from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
 
 # -- pure parts ------------------------------------------------------------------------------
@@ -206,6 +207,33 @@ async def test_offline_runtime_is_shown_and_not_polled(
     assert running.exporter.store.ready()
     page = await running.text("/")
     assert "runtime OFFLINE, not polled" in page
+
+
+async def test_runtime_going_offline_during_a_poll_is_shown_offline_at_once(
+    sim_server: SimServer, make_client: Any
+) -> None:
+    """The Atom query says OFFLINE while a poll waits on a result that will never settle."""
+    container = sim_server.container_ids()[0]
+    sim_server.account.containers[container].status = "OFFLINE"  # its results never settle
+    store = SnapshotStore.for_containers([(ACCOUNT, container, "c")])
+    client: BoomiClient = make_client()
+    poller = Poller({ACCOUNT: client}, store, interval_seconds=60, result_timeout_seconds=1.5)
+    poll = asyncio.create_task(poller.poll(Target(ACCOUNT, container, "c")))
+    await wait_until(lambda: sim_server.count("POST listener_status_query") == 1)
+    store.set_runtime(ACCOUNT, container, container_type="ATOM", online=False)
+    snapshot = store.get(ACCOUNT, container)
+    assert snapshot is not None and snapshot.polled and not snapshot.up
+    assert snapshot.last_error == OFFLINE_ERROR
+    assert await poll is False  # the result timed out...
+    snapshot = store.get(ACCOUNT, container)
+    assert snapshot is not None and snapshot.last_error == OFFLINE_ERROR  # ...but OFFLINE stays
+    # The next cycle spends nothing on it.
+    assert await poller.poll(Target(ACCOUNT, container, "c")) is False
+    assert sim_server.count("POST listener_status_query") == 1
+    # Back ONLINE: polled again.
+    sim_server.account.containers[container].status = "ONLINE"
+    store.set_runtime(ACCOUNT, container, container_type="ATOM", online=True)
+    assert await poller.poll(Target(ACCOUNT, container, "c")) is True
 
 
 @pytest.mark.parametrize(
