@@ -278,8 +278,14 @@ def retry_after_seconds(value: str | None) -> float | None:
 # Rate limiting.
 
 
-PRIORITY_STATUS = 0  # listener status cycles and remediation: freshness depends on them
-PRIORITY_BACKGROUND = 1  # discovery and process names: they wait for spare budget
+# Lower goes first. A restart in progress outranks polling, so an alert does not wait behind a
+# whole cycle; a poll's result GET outranks new queries, so a result is fetched when it is ready
+# rather than after every other container's query (throughput is the same, freshness better);
+# discovery and process names only use budget the status cycle leaves.
+PRIORITY_REMEDIATION = 0
+PRIORITY_RESULT = 1
+PRIORITY_STATUS = 2
+PRIORITY_BACKGROUND = 3
 
 
 class RateLimiter:
@@ -291,8 +297,9 @@ class RateLimiter:
     `pause(seconds)` holds every caller back after Boomi said 503, so a shared account recovers.
     """
 
-    # Requests leave here a little before Boomi counts them; the margin absorbs that skew.
-    WINDOW_MARGIN_SECONDS = 0.025
+    # Requests are stamped when their headers are written, but Boomi counts them on arrival,
+    # which network jitter (or a pause of either side) can bunch; the margin absorbs that.
+    WINDOW_MARGIN_SECONDS = 0.05
 
     def __init__(self, rate: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
         if rate <= 0:
@@ -322,21 +329,29 @@ class RateLimiter:
             delay = max(delay, self._sent[0] + self.window - now)
         return delay
 
-    async def acquire(self, priority: int = PRIORITY_STATUS) -> None:
-        """Wait until one more request fits in the window, and record it as sent."""
+    async def acquire(self, priority: int = PRIORITY_STATUS) -> float:
+        """Wait until one more request fits in the window; record it as sent and return the stamp.
+
+        Pass the stamp to `restamp` when the request really leaves, if that can be later.
+        """
         granted: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._arrivals), granted))
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="rate limiter")
-        granted_at = await granted
         # A busy event loop can resume this caller well after the grant; the request leaves
-        # now, so that is the time the window must count.
+        # later still, so that is the time the window must count.
+        return self.restamp(await granted)
+
+    def restamp(self, stamp: float) -> float:
+        """Move a request's recorded send time from `stamp` to now (never earlier); return it."""
         now = self._clock()
-        if now > granted_at:
-            index = bisect.bisect_left(self._sent, granted_at)
-            if index < len(self._sent) and self._sent[index] == granted_at:
-                del self._sent[index]
-            bisect.insort(self._sent, now)
+        if now <= stamp:
+            return stamp
+        index = bisect.bisect_left(self._sent, stamp)
+        if index < len(self._sent) and self._sent[index] == stamp:
+            del self._sent[index]
+        bisect.insort(self._sent, now)
+        return now
 
     async def _dispatch(self) -> None:
         # One dispatcher hands out slots; it sleeps until the next slot, then serves whoever
@@ -415,6 +430,15 @@ class _Retryable(Exception):
 class _Answer:
     status: int
     body: object  # parsed JSON, or None for an empty body
+    sent_at: float = 0.0  # clock time the request went out
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One request's place in the rate limiter's window, moved to when its headers are sent."""
+
+    stamp: float
+    sent_at: float
 
 
 class BoomiClient:
@@ -469,7 +493,10 @@ class BoomiClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(self._on_headers_sent)
             self._session = aiohttp.ClientSession(
+                trace_configs=[trace],
                 timeout=self._timeout,
                 headers={
                     "Accept": "application/json",
@@ -479,6 +506,17 @@ class BoomiClient:
                 raise_for_status=False,
             )
         return self._session
+
+    async def _on_headers_sent(
+        self, session: object, context: Any, params: aiohttp.TraceRequestHeadersSentParams
+    ) -> None:
+        # The rate limiter counts the request from when it really went out: a pause between the
+        # grant and the write (garbage collection, a busy loop) must not bunch requests.
+        del session, params
+        slot = context.trace_request_ctx
+        if isinstance(slot, _Slot):
+            slot.stamp = self.limiter.restamp(slot.stamp)
+            slot.sent_at = slot.stamp
 
     async def close(self) -> None:
         """Close the account's HTTP session."""
@@ -577,14 +615,15 @@ class BoomiClient:
             async with self._probing:
                 self._check_auth_backoff(operation, container_id)
                 if not self._credentials_ok:
-                    await self.limiter.acquire(call["priority"])
-                    return await self._send(**call)
-        await self.limiter.acquire(call["priority"])
+                    stamp = await self.limiter.acquire(call["priority"])
+                    return await self._send(_Slot(stamp, stamp), **call)
+        stamp = await self.limiter.acquire(call["priority"])
         self._check_auth_backoff(operation, container_id)
-        return await self._send(**call)
+        return await self._send(_Slot(stamp, stamp), **call)
 
     async def _send(
         self,
+        slot: _Slot,
         *,
         method: str,
         path: str,
@@ -606,7 +645,9 @@ class BoomiClient:
         elif json_body is not None:
             kwargs["json"] = json_body
         try:
-            async with session.request(method, f"{self._url}/{path}", **kwargs) as response:
+            async with session.request(
+                method, f"{self._url}/{path}", trace_request_ctx=slot, **kwargs
+            ) as response:
                 raw = await response.read()
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -644,7 +685,7 @@ class BoomiClient:
         self._auth_error = None
         self._credentials_ok = True
         if status == 204 or status in answer_statuses or not raw.strip():
-            return _Answer(status, None)
+            return _Answer(status, None, slot.sent_at)
         if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):
             if status >= 400:
                 raise ApiError(
@@ -667,11 +708,17 @@ class BoomiClient:
                 container_id=container_id,
                 code=str(status),
             )
-        return _Answer(status, body)
+        return _Answer(status, body, slot.sent_at)
 
     # -- ListenerStatus -----------------------------------------------------------------------
 
-    async def query_listener_status(self, container_id: str, listener_id: str | None = None) -> str:
+    async def query_listener_status(
+        self,
+        container_id: str,
+        listener_id: str | None = None,
+        *,
+        priority: int = PRIORITY_STATUS,
+    ) -> str:
         """Start a ListenerStatus query for a container (or one listener); return the token."""
         answer = await self._request(
             "POST",
@@ -679,20 +726,31 @@ class BoomiClient:
             OP_QUERY,
             container_id=container_id,
             json_body=listener_status_filter(container_id, listener_id),
+            priority=priority,
         )
         return parse_query_token(answer.body, container_id=container_id)
 
-    async def listener_status_result(self, token: str, *, container_id: str = "") -> AsyncResult:
+    async def listener_status_result(
+        self, token: str, *, container_id: str = "", priority: int = PRIORITY_RESULT
+    ) -> AsyncResult:
         """Fetch an async result once: settled with listeners, or not yet settled.
 
         Raises TokenExpired on HTTP 204 (result consumed or older than 30 minutes) and 410.
         """
+        result, _ = await self._listener_status_result(token, container_id, priority)
+        return result
+
+    async def _listener_status_result(
+        self, token: str, container_id: str, priority: int
+    ) -> tuple[AsyncResult, float]:
+        # Also returns when the GET went out: what the result delay is learnt from.
         answer = await self._request(
             "GET",
             f"async/ListenerStatus/response/{token}",
             OP_RESULT,
             container_id=container_id,
             answer_statuses=(410,),
+            priority=priority,
         )
         if answer.status in (204, 410) or answer.body is None:
             raise TokenExpired(
@@ -701,7 +759,7 @@ class BoomiClient:
                 operation=OP_RESULT,
                 container_id=container_id,
             )
-        return parse_listener_status_result(answer.body, container_id=container_id)
+        return parse_listener_status_result(answer.body, container_id=container_id), answer.sent_at
 
     async def fetch_listener_statuses(
         self,
@@ -709,17 +767,23 @@ class BoomiClient:
         listener_id: str | None = None,
         *,
         result_timeout_seconds: float = 120.0,
+        urgent: bool = False,
     ) -> tuple[ListenerStatus, ...]:
         """The whole cycle: query, wait, GET until settled; start over once if the token is gone.
 
         GETs are timed by the container's `ResultDelay`, so a cycle usually costs the query and
         one GET. Raises ResultTimeout when nothing settles within `result_timeout_seconds`.
+        `urgent` (remediation) puts both calls ahead of polling in the rate limiter's queue.
         """
+        query_priority = PRIORITY_REMEDIATION if urgent else PRIORITY_STATUS
+        result_priority = PRIORITY_REMEDIATION if urgent else PRIORITY_RESULT
         deadline = self._clock() + result_timeout_seconds
         estimate = self._result_delays.setdefault(container_id, ResultDelay())
         restarts_left = 1
         while True:
-            token = await self.query_listener_status(container_id, listener_id)
+            token = await self.query_listener_status(
+                container_id, listener_id, priority=query_priority
+            )
             queried_at = self._clock()
             wait = estimate.first_wait()
             looks = 0
@@ -735,7 +799,9 @@ class BoomiClient:
                 await self._sleep(min(wait, remaining))
                 looks += 1
                 try:
-                    result = await self.listener_status_result(token, container_id=container_id)
+                    result, sent_at = await self._listener_status_result(
+                        token, container_id, result_priority
+                    )
                 except TokenExpired:
                     if restarts_left == 0:
                         raise
@@ -743,7 +809,8 @@ class BoomiClient:
                     log.debug("container %s: token %s gone, querying again", container_id, token)
                     break
                 if result.settled:
-                    estimate.settled(self._clock() - queried_at, first_look=looks == 1)
+                    # From when the GET went out: time in the limiter's queue is not Boomi's.
+                    estimate.settled(sent_at - queried_at, first_look=looks == 1)
                     return result.listeners
                 wait = estimate.next_wait(wait, first_miss=looks == 1)
 
@@ -784,6 +851,7 @@ class BoomiClient:
             container_id=container_id,
             json_body=body,
             retry_server_errors=False,
+            priority=PRIORITY_REMEDIATION,
         )
 
     # -- names --------------------------------------------------------------------------------

@@ -397,6 +397,7 @@ class Remediator:
             request.container_id,
             request.listener_id,
             result_timeout_seconds=self.config.verify_timeout_seconds,
+            urgent=True,  # an alert must not wait behind a whole poll cycle
         )
         for listener in listeners:
             if listener.listener_id == request.listener_id:

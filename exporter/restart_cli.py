@@ -66,6 +66,7 @@ async def _run(args: argparse.Namespace, confirm: Callable[[str], bool]) -> int:
             args.container,
             args.listener,
             result_timeout_seconds=config.poll.result_timeout_seconds,
+            urgent=True,
         )
         status = next(
             (item.status for item in listeners if item.listener_id == args.listener), None

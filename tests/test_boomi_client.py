@@ -353,9 +353,10 @@ async def test_rate_limiter_keeps_concurrent_callers_under_the_account_limit(
     sent: list[float] = []
     original = client.limiter.acquire
 
-    async def recording_acquire(priority: int = 0) -> None:
-        await original(priority)
+    async def recording_acquire(priority: int = 0) -> float:
+        stamp = await original(priority)
         sent.append(time.monotonic())
+        return stamp
 
     client.limiter.acquire = recording_acquire  # type: ignore[method-assign]
     containers = sim_server.container_ids()
@@ -369,3 +370,57 @@ async def test_rate_limiter_keeps_concurrent_callers_under_the_account_limit(
     sent.sort()
     most = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
     assert most <= 10
+
+
+@pytest.mark.parametrize(
+    "sim_server",
+    [{"rate_limit_rps": 20, "containers": 40, "result_delay_seconds": 0.3}],
+    indirect=True,
+)
+async def test_results_are_fetched_when_ready_not_after_every_other_query(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    """40 containers at 20/s: the queries alone fill two windows, results are ready in 0.3 s.
+
+    Result GETs go ahead of queries still waiting, and the learnt delay counts from when the
+    settling GET went out. So the first 20 containers' GETs leave in the next window (1.05 s,
+    the earliest the limit allows), not after the other 20 queries (2.1 s), and that is what
+    every container learns.
+    """
+    client = make_client(max_requests_per_second=20)
+    containers = sim_server.container_ids()
+    await asyncio.gather(
+        *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
+    )
+    learnt = [client._result_delays[c].seconds for c in containers]
+    assert all(seconds is not None and seconds < 1.5 for seconds in learnt), learnt
+    assert sim_server.count("GET listener_status_result 503") == 0
+
+
+@pytest.mark.parametrize(
+    "sim_server",
+    [{"rate_limit_rps": 20, "containers": 60, "result_delay_seconds": 0.2}],
+    indirect=True,
+)
+async def test_remediation_calls_overtake_a_queued_poll_cycle(
+    sim_server: SimServer, make_client: ClientFactory
+) -> None:
+    """A restart's check and change go ahead of a queued cycle of 60 containers (about 6 s)."""
+    client = make_client(max_requests_per_second=20)
+    containers = sim_server.container_ids()
+    cycle = asyncio.gather(
+        *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
+    )
+    await asyncio.sleep(0.05)  # the cycle's queries are queued
+    target = containers[-1]
+    listener = next(iter(sim_server.listeners_of(target)))
+    started = time.monotonic()
+    await client.fetch_listener_statuses(target, listener, result_timeout_seconds=20, urgent=True)
+    await client.change_listener_status(target, "pause", listener)
+    urgent_seconds = time.monotonic() - started
+    await cycle
+    cycle_seconds = time.monotonic() - started
+    # Two windows at most (the limit allows the query at 1.05 s, the GET at 2.1 s), where
+    # waiting in line would take three (the queries of the cycle alone) and then some.
+    assert urgent_seconds < 3.0 < 5.0 < cycle_seconds, (urgent_seconds, cycle_seconds)
+    assert [call["listener_id"] for call in sim_server.sim.change_log] == [listener]

@@ -10,6 +10,8 @@ import pytest
 
 from exporter.boomi import (
     PRIORITY_BACKGROUND,
+    PRIORITY_REMEDIATION,
+    PRIORITY_RESULT,
     PRIORITY_STATUS,
     ApiError,
     AsyncResult,
@@ -240,9 +242,9 @@ async def test_rate_limiter_never_exceeds_rate_in_any_second(rate: float) -> Non
     await asyncio.gather(*(caller() for _ in range(8)))
     assert len(sent) == 80
     assert max_in_any_window(sent) <= int(rate)
-    # ...and it is not needlessly slow: within ~3% of the ideal spacing.
-    ideal = (80 / int(rate) - 1) * 1.0
-    assert sent[-1] - sent[0] <= ideal * 1.03 + 0.1
+    # ...and it is not needlessly slow: the window plus its safety margin, and nothing more.
+    ideal = (80 / int(rate) - 1) * (1.0 + RateLimiter.WINDOW_MARGIN_SECONDS)
+    assert sent[-1] - sent[0] <= ideal + 0.01
 
 
 async def test_rate_limiter_below_one_per_second_spaces_requests() -> None:
@@ -293,6 +295,42 @@ async def test_rate_limiter_serves_status_before_background_work() -> None:
     assert order[:2] == granted_first
     assert order[2:6] == ["s0", "s1", "s2", "s3"]
     assert order[6:] == ["b2", "b3"]
+
+
+async def test_rate_limiter_serves_remediation_then_results_then_queries_then_background() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
+    order: list[str] = []
+    await limiter.acquire()  # the window is full: everyone below has to queue
+
+    async def caller(name: str, priority: int) -> None:
+        await limiter.acquire(priority)
+        order.append(name)
+
+    callers = [
+        ("background", PRIORITY_BACKGROUND),
+        ("query", PRIORITY_STATUS),
+        ("result", PRIORITY_RESULT),
+        ("restart", PRIORITY_REMEDIATION),
+    ]
+    await asyncio.gather(*(caller(name, priority) for name, priority in callers))
+    assert order == ["restart", "result", "query", "background"]
+
+
+async def test_rate_limiter_restamp_moves_a_slot_to_when_the_request_really_left() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
+    first = await limiter.acquire()
+    second = await limiter.acquire()
+    clock.now += 0.5  # the second request was held up (a GC pause) before its headers went out
+    assert limiter.restamp(second) == first + 0.5
+    assert limiter.restamp(first + 0.5) == first + 0.5  # not moved when no time has passed
+    await limiter.acquire()
+    # The third slot opens one window after the FIRST request; had the second kept its grant
+    # time it would also open then, but the window now still holds the moved second request.
+    assert clock() - first == pytest.approx(1.0 + RateLimiter.WINDOW_MARGIN_SECONDS)
+    await limiter.acquire()
+    assert clock() - first == pytest.approx(1.5 + RateLimiter.WINDOW_MARGIN_SECONDS)
 
 
 async def test_rate_limiter_skips_cancelled_waiters() -> None:
