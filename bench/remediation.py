@@ -151,13 +151,14 @@ def _instrument(exporter: Exporter) -> dict[str, dict[str, float]]:
             entry = per_task.setdefault(name.removeprefix("remediate "), {})
             entry[kind] = entry.get(kind, 0.0) + seconds
 
-    acquire: Callable[..., Awaitable[None]] = client.limiter.acquire
+    acquire: Callable[..., Awaitable[float]] = client.limiter.acquire
     sleep: Callable[[float], Awaitable[None]] = client._sleep
 
-    async def timed_acquire(*args: Any, **kwargs: Any) -> None:
+    async def timed_acquire(*args: Any, **kwargs: Any) -> float:
         started = time.perf_counter()
-        await acquire(*args, **kwargs)
+        stamp = await acquire(*args, **kwargs)
         account("limiter", time.perf_counter() - started)
+        return stamp
 
     async def timed_sleep(seconds: float) -> None:
         started = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import common, memcpu, poll, remediation, scrape
 
-VARIANTS = ["current", "proposed", "proposed-stored"]
+VARIANTS = ["current"]
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 
@@ -84,9 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     scrape.add_argument(
         "--variants",
         nargs="+",
-        default=["current", "proposed"],
+        default=["current"],
         choices=VARIANTS,
-        help="proposed-stored: the prototype with the middle part stored uncompressed",
     )
     scrape.add_argument("--label", default="", help="write results/scrape-LABEL.json")
     scrape.add_argument(

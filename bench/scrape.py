@@ -14,10 +14,9 @@ loop. Two scenarios:
   seconds. Each scraper pauses `pause` seconds between scrapes, the second one starting half a
   pause later (two Prometheus servers are not in step).
 
-Variants: `current` is the exporter as it is (`ExporterMetrics.render`); `proposed` replaces
-`render` on the instance with the prototype in bench/proposed_metrics.py, same handler.
-The in-process costs include the old way, prometheus_client's `generate_latest` over
-`SnapshotCollector` and the exporter's registry, as the exporter rendered before its cache.
+Variants: `current` is the exporter as it is (`ExporterMetrics.render`). The in-process costs
+include the old way, prometheus_client's `generate_latest` over `SnapshotCollector` and the
+exporter's registry, as the exporter rendered before its cache.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ from bench.common import (
     summary,
     verdict,
 )
-from bench.proposed_metrics import ProposedMetrics, VersionedStore
 from exporter.boomi import ListenerStatus
 from exporter.metrics import ExporterMetrics, SnapshotCollector
 from exporter.state import SnapshotStore
@@ -161,13 +159,9 @@ def update_one(
 
 async def _serve(args: argparse.Namespace) -> None:
     fleet = make_fleet(args.containers, args.listeners)
-    store: SnapshotStore = SnapshotStore() if args.variant == "current" else VersionedStore()
+    store = SnapshotStore()
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
-    if isinstance(store, VersionedStore):
-        level = 0 if args.variant == "proposed-stored" else 1
-        proposed = ProposedMetrics(store, metrics, middle_level=level)
-        metrics.render = proposed.render  # type: ignore[method-assign]
     app = create_app(store, metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -235,15 +229,10 @@ def _after(
     return summary(times)
 
 
-def _variant_costs(
-    variant: str, fleet: Fleet, *, middle_level: int = 1
-) -> tuple[dict[str, Any], ExporterMetrics]:
-    store: SnapshotStore = VersionedStore() if variant == "proposed" else SnapshotStore()
+def _exporter_costs(fleet: Fleet) -> tuple[dict[str, Any], SnapshotStore, ExporterMetrics]:
+    store = SnapshotStore()
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
-    if isinstance(store, VersionedStore):
-        proposed = ProposedMetrics(store, metrics, middle_level=middle_level)
-        metrics.render = proposed.render  # type: ignore[method-assign]
     counter = iter(range(10**9))
 
     def refresh() -> None:
@@ -280,29 +269,16 @@ def _variant_costs(
         "after_15s_of_polls_text_ms": _after(refresh_interval, text, 10),
         "gzip_bytes": len(metrics.render(None, gzip=True)[0]),
     }
-    if isinstance(store, VersionedStore):
-        # The prototype must serve what the exporter serves, byte for byte.
-        reference = ExporterMetrics(store)
-        reference.registry = metrics.registry
-        identical = {}
-        for name, accept in (("text", None), ("openmetrics", PROMETHEUS_ACCEPT)):
-            expected, _ = reference.render(accept)
-            got, _ = metrics.render(accept)
-            unzipped = gzip.decompress(metrics.render(accept, gzip=True)[0])
-            identical[name] = expected == got == unzipped
-        costs["output_identical_to_exporter"] = identical
-    return costs, metrics
+    return costs, store, metrics
 
 
 def render_costs(fleet: Fleet) -> dict[str, Any]:
-    """In-process cost of rendering: prometheus_client, the exporter's renderer, the prototype."""
-    current, metrics = _variant_costs("current", fleet)
-    proposed, _ = _variant_costs("proposed", fleet)
-    stored, _ = _variant_costs("proposed", fleet, middle_level=0)
+    """In-process cost of rendering: prometheus_client and the exporter's renderer."""
+    current, store, metrics = _exporter_costs(fleet)
     body, _ = metrics.render(None)
     # The old way: prometheus_client's encoder over SnapshotCollector and the own registry.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(metrics.snapshot._store))
+    registry.register(SnapshotCollector(store))
     for collector in list(metrics.registry._collector_to_names):
         registry.register(collector)
     old = generate_latest(registry)
@@ -314,8 +290,6 @@ def render_costs(fleet: Fleet) -> dict[str, Any]:
         "generate_latest_bytes": len(old),
         "gzip_level1_of_that_ms": _ms(lambda: gzip.compress(old, compresslevel=1), 3),
         "current": current,
-        "proposed": proposed,
-        "proposed_middle_stored": stored,
         "_text": body,
     }
 
@@ -506,10 +480,8 @@ def _cost_rows(costs: dict[str, Any]) -> list[list[object]]:
         [
             "prometheus_client generate_latest (SnapshotCollector + own registry)",
             costs["generate_latest_text_ms"]["median"],
-            "",
-            "",
         ],
-        ["  + gzip level 1 of that body", costs["gzip_level1_of_that_ms"]["median"], "", ""],
+        ["  + gzip level 1 of that body", costs["gzip_level1_of_that_ms"]["median"]],
     ]
     for key, what in (
         ("first_gzip_ms", "first render, gzip (cold caches)"),
@@ -528,11 +500,8 @@ def _cost_rows(costs: dict[str, Any]) -> list[list[object]]:
         ),
         ("gzip_bytes", "gzip body, bytes"),
     ):
-        row: list[object] = [what]
-        for variant in ("current", "proposed", "proposed_middle_stored"):
-            value = costs[variant][key]
-            row.append(value["median"] if isinstance(value, dict) else value)
-        rows.append(row)
+        value = costs["current"][key]
+        rows.append([what, value["median"] if isinstance(value, dict) else value])
     return rows
 
 
@@ -609,11 +578,9 @@ async def run(
     cost_table = print_table(
         f"Render cost in-process, ms ({costs['lines']:,} lines, {costs['text_bytes'] / 1e6:.1f} MB"
         f" text, {costs['gzip_bytes'] / 1e6:.2f} MB gzip)",
-        ["what", "current (exporter)", "proposed (prototype)", "proposed, middle stored"],
+        ["what", "current (exporter)"],
         _cost_rows(costs),
     )
-    identical = costs["proposed"].get("output_identical_to_exporter")
-    print(f"prototype output identical to ExporterMetrics.render: {identical}")
     print(f"promtool check metrics (text): rc={promtool.get('returncode')}")
     return {
         "parameters": {

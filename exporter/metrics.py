@@ -2,13 +2,30 @@
 
 Listener and container values come from `SnapshotStore`: no I/O and no awaiting at scrape time,
 and series that vanish from Boomi vanish from `/metrics`. What is published per container is
-defined once, in `container_samples`; two things read it:
+defined once, in `listener_samples` and `runtime_samples` (`container_samples` is both); two
+things read it:
 - `SnapshotCollector`, a prometheus_client collector (the usual way, for a registry);
-- `SnapshotRenderer`, which `/metrics` uses: it keeps each container's rendered lines until that
-  container's snapshot changes, and the whole rendered body (text, OpenMetrics, gzip) until the
-  store changes, so a scrape of 10,000 listeners costs a lookup rather than a rebuild.
+- `SnapshotRenderer`, which `/metrics` uses, with caches so that a scrape of 10,000 listeners
+  costs a few milliseconds even though the store changes with every poll.
 The exporter's own instrumentation (API calls, remediation outcomes, reloads) uses ordinary
 prometheus_client metrics in a small registry rendered on every scrape.
+
+The body is three parts, each kept until something it shows changes:
+- head: `boomi_listener_status` and `boomi_listener_info`, nine tenths of the body. Kept per
+  `store.listeners_version`, which changes with the set of containers, a container's listeners
+  or a process name, but not with a poll that finds the same listeners. It is joined from
+  per-container pieces kept while the container's `snapshot.listeners` is the same object and
+  its listeners' process names are the same, so a status flip or a new name renders one
+  container again.
+- middle: the container families and the build info, about 5 lines per container. Kept per
+  `store.version`, which every poll changes; joined from per-container lines kept while the
+  container's snapshot is the same object, so a poll renders its container's 5 lines again.
+- tail: the exporter's own registry, rendered on every scrape in the format asked for.
+Every piece keeps, beside its text, its own raw deflate segment ending in a sync flush; such
+segments may follow one another, so a gzip body is the cached segments, the compressed tail and
+a trailer whose CRC is continued over the three parts. The middle's segment is stored (level 0),
+which is cheaper than compressing what changes with every poll. Text bodies are joined only when
+a text scrape comes. Caches of containers that are no longer tracked are dropped.
 """
 
 from __future__ import annotations
@@ -16,15 +33,16 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, exposition, openmetrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.boomi import LISTENER_STATUSES
+from exporter.boomi import LISTENER_STATUSES, ListenerStatus
 from exporter.state import ContainerSnapshot, SnapshotStore
 
 CACHED = "Values come from a background poll of the Boomi API, not from this scrape."
@@ -44,7 +62,7 @@ class Family:
     labels: tuple[str, ...]
 
 
-IDS = ("account_id", "container_id")
+IDS = ("account_id", "container_id")  # the first labels of every family of a container
 
 # The families of one container, in exposition order; build info comes after them.
 LISTENER_STATUS = Family(
@@ -83,26 +101,20 @@ POLL_DURATION = Family(
     "Duration of the last finished background poll cycle of this container.",
     IDS,
 )
-CONTAINER_FAMILIES = (
-    LISTENER_STATUS,
-    LISTENER_INFO,
-    CONTAINER_INFO,
-    CONTAINER_ONLINE,
-    CONTAINER_UP,
-    LAST_SUCCESS,
-    POLL_DURATION,
-)
+LISTENER_FAMILIES = (LISTENER_STATUS, LISTENER_INFO)
+RUNTIME_FAMILIES = (CONTAINER_INFO, CONTAINER_ONLINE, CONTAINER_UP, LAST_SUCCESS, POLL_DURATION)
+CONTAINER_FAMILIES = (*LISTENER_FAMILIES, *RUNTIME_FAMILIES)
 BUILD_INFO = Family(
     "boomi_exporter_build_info", "Version of boomi-listener-exporter; always 1.", ("version",)
 )
 
-Sample = tuple[int, tuple[str, ...], float]  # (index in CONTAINER_FAMILIES, label values, value)
+Sample = tuple[int, tuple[str, ...], float]  # (index of the family, label values, value)
 
 
-def container_samples(
+def listener_samples(
     snapshot: ContainerSnapshot, names: dict[tuple[str, str], str]
 ) -> Iterator[Sample]:
-    """Everything published about one container, as (family index, label values, value)."""
+    """What is published about a container's listeners; indexes into LISTENER_FAMILIES."""
     ids = (snapshot.account_id, snapshot.container_id)
     for listener in snapshot.listeners:
         labels = (*ids, listener.listener_id, listener.connector_type)
@@ -112,15 +124,29 @@ def container_samples(
         name = names.get((snapshot.account_id, listener.listener_id))
         if name:
             yield 1, (*ids, listener.listener_id, name), 1.0
-    yield 2, (*ids, snapshot.container_name or snapshot.container_id, snapshot.container_type), 1.0
+
+
+def runtime_samples(snapshot: ContainerSnapshot) -> Iterator[Sample]:
+    """What is published about a container itself; indexes into RUNTIME_FAMILIES."""
+    ids = (snapshot.account_id, snapshot.container_id)
+    yield 0, (*ids, snapshot.container_name or snapshot.container_id, snapshot.container_type), 1.0
     if snapshot.online is not None:
-        yield 3, ids, 1.0 if snapshot.online else 0.0
+        yield 1, ids, 1.0 if snapshot.online else 0.0
     if snapshot.polled:
-        yield 4, ids, 1.0 if snapshot.up else 0.0
+        yield 2, ids, 1.0 if snapshot.up else 0.0
     if snapshot.last_success_time is not None:
-        yield 5, ids, snapshot.last_success_time
+        yield 3, ids, snapshot.last_success_time
     if snapshot.poll_duration_seconds is not None:
-        yield 6, ids, snapshot.poll_duration_seconds
+        yield 4, ids, snapshot.poll_duration_seconds
+
+
+def container_samples(
+    snapshot: ContainerSnapshot, names: dict[tuple[str, str], str]
+) -> Iterator[Sample]:
+    """Everything published about one container; indexes into CONTAINER_FAMILIES."""
+    yield from listener_samples(snapshot, names)
+    for index, labels, value in runtime_samples(snapshot):
+        yield len(LISTENER_FAMILIES) + index, labels, value
 
 
 class SnapshotCollector(Collector):
@@ -151,12 +177,14 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def _line(family: Family, labels: tuple[str, ...], value: float) -> str:
-    pairs = ",".join(
-        f'{name}="{_escape_label(label)}"'
-        for name, label in zip(family.labels, labels, strict=True)
+def _label_pairs(names: Iterable[str], values: Iterable[str]) -> str:
+    return ",".join(
+        f'{name}="{_escape_label(value)}"' for name, value in zip(names, values, strict=True)
     )
-    return f"{family.name}{{{pairs}}} {value!r}\n"
+
+
+def _line(family: Family, labels: tuple[str, ...], value: float) -> str:
+    return f"{family.name}{{{_label_pairs(family.labels, labels)}}} {value!r}\n"
 
 
 def _header(family: Family) -> str:
@@ -164,84 +192,184 @@ def _header(family: Family) -> str:
     return f"# HELP {family.name} {_escape_help(family.help)}\n# TYPE {family.name} gauge\n"
 
 
-@dataclass
-class _Rendered:
-    """One rendering of the snapshot families: text, and its raw-deflate segment for gzip."""
+def _container_lines(
+    samples: Iterable[Sample], families: tuple[Family, ...], ids: str
+) -> tuple[str, ...]:
+    """One container's samples as exposition lines, one string per family.
 
-    version: int
+    `ids` is the container's IDS label pairs, escaped once: every line starts with them. This
+    runs for every container a poll refreshed, so it avoids per-line generators.
+    """
+    lines: list[list[str]] = [[] for _ in families]
+    for index, labels, value in samples:
+        family = families[index]
+        pairs = ids
+        if len(labels) > len(IDS):
+            for name, label in zip(family.labels[len(IDS) :], labels[len(IDS) :], strict=True):
+                pairs += f',{name}="{_escape_label(label)}"'
+        lines[index].append(f"{family.name}{{{pairs}}} {value!r}\n")
+    return tuple(map("".join, lines))
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """Exposition text and its raw deflate segment.
+
+    The segment ends in a sync flush, so any other such segment may follow it in one stream.
+    """
+
     text: bytes
-    deflated: bytes | None = None  # compressed with a sync flush, so more data can follow
-    crc: int = 0
+    deflated: bytes
+
+
+_NOTHING = _Piece(b"", b"")
+
+
+def _piece(text: str, level: int = 1) -> _Piece:
+    if not text:
+        return _NOTHING
+    data = text.encode()
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return _Piece(data, compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+
+class _Part:
+    """A part of the body (head or middle) rendered for one version of the store, as pieces."""
+
+    def __init__(self, version: int, pieces: list[_Piece]) -> None:
+        self.version = version
+        self._pieces = pieces
+        self.size = sum(len(piece.text) for piece in pieces)
+        self.deflated = b"".join(piece.deflated for piece in pieces)
+
+    @cached_property
+    def text(self) -> bytes:
+        """The part's exposition text, joined on first use (gzip scrapes never need it)."""
+        return b"".join(piece.text for piece in self._pieces)
+
+    @cached_property
+    def crc(self) -> int:
+        """CRC-32 of the text, computed piece by piece without joining it."""
+        crc = 0
+        for piece in self._pieces:
+            crc = zlib.crc32(piece.text, crc)
+        return crc
+
+
+def _names_of(
+    snapshot: ContainerSnapshot, names: dict[tuple[str, str], str]
+) -> tuple[str | None, ...]:
+    return tuple(names.get((snapshot.account_id, item.listener_id)) for item in snapshot.listeners)
+
+
+@dataclass
+class _ContainerCache:
+    """What the renderer keeps of one container between scrapes."""
+
+    ids: str  # the container's IDS label pairs, escaped
+    listeners: tuple[ListenerStatus, ...] | None = None  # the tuple `head` was rendered from
+    names_version: int = -1  # and the store's names_version then
+    names: tuple[str | None, ...] = ()  # and the process names of those listeners
+    head: tuple[_Piece, ...] = ()  # one per LISTENER_FAMILIES
+    snapshot: ContainerSnapshot | None = None  # the snapshot `middle` was rendered from
+    middle: tuple[str, ...] = ()  # lines, one string per RUNTIME_FAMILIES
 
 
 class SnapshotRenderer:
-    """Renders the snapshot families, caching per container and per store version."""
+    """Renders the snapshot families as head and middle parts (see the module docstring)."""
 
     def __init__(self, store: SnapshotStore) -> None:
         self._store = store
-        # (account, container) -> (the snapshot rendered, names version, lines per family)
-        self._chunks: dict[tuple[str, str], tuple[ContainerSnapshot, int, tuple[str, ...]]] = {}
-        self._rendered: _Rendered | None = None
+        self._containers: dict[tuple[str, str], _ContainerCache] = {}
+        self._head_headers = [_piece(_header(family)) for family in LISTENER_FAMILIES]
+        self._middle_headers = [_header(family) for family in RUNTIME_FAMILIES]
+        self._build_info = _header(BUILD_INFO) + _line(BUILD_INFO, (__version__,), 1.0)
+        self._head: _Part | None = None
+        self._middle: _Part | None = None
 
-    def _container_chunks(self, snapshot: ContainerSnapshot) -> tuple[str, ...]:
-        key = (snapshot.account_id, snapshot.container_id)
-        cached = self._chunks.get(key)
-        names_version = self._store.names_version
-        # Snapshots are replaced, never changed: the same object means the same lines.
-        if cached is not None and cached[0] is snapshot and cached[1] == names_version:
-            return cached[2]
-        lines: list[list[str]] = [[] for _ in CONTAINER_FAMILIES]
-        for index, labels, value in container_samples(snapshot, self._store.process_names):
-            lines[index].append(_line(CONTAINER_FAMILIES[index], labels, value))
-        chunks = tuple("".join(family_lines) for family_lines in lines)
-        self._chunks[key] = (snapshot, names_version, chunks)
-        return chunks
+    def _caches(self, snapshots: list[ContainerSnapshot]) -> list[_ContainerCache]:
+        """The cache entry of each snapshot's container; those of untracked containers go."""
+        caches = []
+        for snapshot in snapshots:
+            key = (snapshot.account_id, snapshot.container_id)
+            cache = self._containers.get(key)
+            if cache is None:
+                cache = self._containers[key] = _ContainerCache(_label_pairs(IDS, key))
+            caches.append(cache)
+        # Every tracked container has an entry now, so more entries means some are stale.
+        if len(self._containers) > len(snapshots):
+            live = {(snapshot.account_id, snapshot.container_id) for snapshot in snapshots}
+            for key in [key for key in self._containers if key not in live]:
+                del self._containers[key]
+        return caches
 
-    def current(self) -> _Rendered:
-        """The snapshot families as exposition text, rebuilt only when the store changed."""
-        rendered = self._rendered
-        if rendered is not None and rendered.version == self._store.version:
-            return rendered
+    def head(self) -> _Part:
+        """The listener families, rebuilt only when `store.listeners_version` changed."""
+        version = self._store.listeners_version
+        if self._head is not None and self._head.version == version:
+            return self._head
         snapshots = self._store.containers()
-        chunks = [self._container_chunks(snapshot) for snapshot in snapshots]
-        live = {(s.account_id, s.container_id) for s in snapshots}
-        for key in [key for key in self._chunks if key not in live]:
-            del self._chunks[key]
-        parts: list[str] = []
-        for index, family in enumerate(CONTAINER_FAMILIES):
-            parts.append(_header(family))
-            parts.extend(container[index] for container in chunks)
-        parts.append(_header(BUILD_INFO))
-        parts.append(_line(BUILD_INFO, (__version__,), 1.0))
-        rendered = _Rendered(self._store.version, "".join(parts).encode())
-        self._rendered = rendered
-        return rendered
+        names, names_version = self._store.process_names, self._store.names_version
+        caches = self._caches(snapshots)
+        for snapshot, cache in zip(snapshots, caches, strict=True):
+            # A tuple kept by the store for an unchanged poll is the same object.
+            same = cache.listeners is snapshot.listeners
+            if same and cache.names_version != names_version:
+                # Names changed somewhere: only containers whose own names changed render again.
+                own = _names_of(snapshot, names)
+                same, cache.names, cache.names_version = own == cache.names, own, names_version
+            if not same:
+                lines = _container_lines(
+                    listener_samples(snapshot, names), LISTENER_FAMILIES, cache.ids
+                )
+                # Deflated per container, so a changed container costs its own compression.
+                cache.head = tuple(_piece(text) for text in lines)
+                cache.listeners, cache.names_version = snapshot.listeners, names_version
+                cache.names = _names_of(snapshot, names)
+        pieces: list[_Piece] = []
+        for index, header in enumerate(self._head_headers):
+            pieces.append(header)
+            pieces.extend(cache.head[index] for cache in caches)
+        self._head = _Part(version, pieces)
+        return self._head
 
-    def gzip_segment(self) -> _Rendered:
-        """The current rendering with its compressed form (computed once per store version)."""
-        rendered = self.current()
-        if rendered.deflated is None:
-            compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-            rendered.deflated = compressor.compress(rendered.text) + compressor.flush(
-                zlib.Z_SYNC_FLUSH
-            )
-            rendered.crc = zlib.crc32(rendered.text)
-        return rendered
+    def middle(self) -> _Part:
+        """The container families and build info, rebuilt only when `store.version` changed."""
+        version = self._store.version
+        if self._middle is not None and self._middle.version == version:
+            return self._middle
+        snapshots = self._store.containers()
+        caches = self._caches(snapshots)
+        for snapshot, cache in zip(snapshots, caches, strict=True):
+            if cache.snapshot is not snapshot:  # snapshots are replaced, never changed
+                cache.middle = _container_lines(
+                    runtime_samples(snapshot), RUNTIME_FAMILIES, cache.ids
+                )
+                cache.snapshot = snapshot
+        texts: list[str] = []
+        for index, header in enumerate(self._middle_headers):
+            texts.append(header)
+            texts.extend(cache.middle[index] for cache in caches)
+        texts.append(self._build_info)
+        # Stored, not compressed (level 0): the middle changes with every poll, and deflating
+        # it on each scrape costs more than sending its 0.6 MB for 10,000 listeners as it is.
+        self._middle = _Part(version, [_piece("".join(texts), level=0)])
+        return self._middle
 
 
-def gzip_join(head: _Rendered, tail: bytes) -> bytes:
-    """One gzip member of `head.text + tail`, reusing head's cached compressed segment.
+def gzip_join(head: _Part, middle: _Part, tail: bytes) -> bytes:
+    """One gzip member of `head.text + middle.text + tail`, from the parts' cached segments.
 
-    A raw deflate stream that ended with a sync flush may be followed by any other raw deflate
-    stream; the gzip trailer's CRC continues over both parts.
+    Python's zlib cannot combine CRCs, so the CRC is continued over the middle and the tail
+    from the head's; the head's own is computed once per version.
     """
-    assert head.deflated is not None
     compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
     body = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
     header = b"\x1f\x8b\x08\x00" + struct.pack("<I", int(time.time())) + b"\x00\xff"
-    size = (len(head.text) + len(tail)) & 0xFFFFFFFF
-    trailer = struct.pack("<II", zlib.crc32(tail, head.crc), size)
-    return header + head.deflated + body + trailer
+    crc = zlib.crc32(tail, zlib.crc32(middle.text, head.crc))
+    size = (head.size + middle.size + len(tail)) & 0xFFFFFFFF
+    trailer = struct.pack("<II", crc, size)
+    return b"".join((header, head.deflated, middle.deflated, body, trailer))
 
 
 class ExporterMetrics:
@@ -299,6 +427,7 @@ class ExporterMetrics:
         else:
             own = exposition.generate_latest(self.registry)
             content_type = TEXT_CONTENT_TYPE
+        head, middle = self.snapshot.head(), self.snapshot.middle()
         if gzip:
-            return gzip_join(self.snapshot.gzip_segment(), own), content_type
-        return self.snapshot.current().text + own, content_type
+            return gzip_join(head, middle, own), content_type
+        return b"".join((head.text, middle.text, own)), content_type

@@ -40,9 +40,14 @@ class SnapshotStore:
     # (account_id, listener_id) -> process name; a listener id is its process's id. Read it
     # freely; change it only through set_process_names / forget_process_names.
     process_names: dict[tuple[str, str], str] = field(default_factory=dict)
-    # Bumped by every change, so readers can cache what they derive from the store.
+    # Counters bumped by changes, so readers can cache what they derive from the store:
+    # `version` by every change; `names_version` when process names change;
+    # `listeners_version` when the published listeners change: the set of containers, a
+    # container's listener tuple, or a process name. A poll that finds the same listeners keeps
+    # the old tuple object, so an unchanged `snapshot.listeners` is also the same object.
     version: int = 0
     names_version: int = 0
+    listeners_version: int = 0
 
     @classmethod
     def for_containers(cls, containers: Iterable[tuple[str, str, str]]) -> SnapshotStore:
@@ -63,6 +68,7 @@ class SnapshotStore:
                 else ContainerSnapshot(account_id, container_id, name)
             )
         self._containers = wanted
+        self.listeners_version += 1
         self.version += 1
 
     def set_process_names(self, account_id: str, names: dict[str, str]) -> None:
@@ -75,6 +81,7 @@ class SnapshotStore:
         if changed:
             self.process_names.update(changed)
             self.names_version += 1
+            self.listeners_version += 1
             self.version += 1
 
     def forget_process_names(self, account_id: str, listener_ids: Iterable[str]) -> None:
@@ -86,6 +93,7 @@ class SnapshotStore:
             del self.process_names[key]
         if keys:
             self.names_version += 1
+            self.listeners_version += 1
             self.version += 1
 
     def set_runtime(
@@ -115,9 +123,14 @@ class SnapshotStore:
         old = self._containers.get((account_id, container_id))
         if old is None:  # removed while its poll was in flight
             return
+        new_listeners = tuple(sorted(listeners, key=lambda item: item.listener_id))
+        if new_listeners == old.listeners:
+            new_listeners = old.listeners  # the same object: readers see "unchanged" by identity
+        else:
+            self.listeners_version += 1
         self._containers[(account_id, container_id)] = replace(
             old,
-            listeners=tuple(sorted(listeners, key=lambda item: item.listener_id)),
+            listeners=new_listeners,
             polled=True,
             up=True,
             last_success_time=now,
