@@ -18,7 +18,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict exporter
+	$(BIN)/mypy --strict exporter bench
 
 test: lint
 	$(BIN)/pytest
