@@ -377,19 +377,25 @@ class RateLimiter:
 class ResultDelay:
     """When to look for one container's ListenerStatus result, learnt from earlier cycles.
 
-    Until something is learnt, it probes: 0.1 s, then doubling. A result found at the first
-    look may have been ready earlier, so the estimate creeps down 5% a cycle; a first look that
-    came too early sets the estimate to the time the result really took. So most cycles cost
-    one GET, and about one in a few costs two.
+    A container new to the client starts from what the account's other containers took (they
+    talk to the same Boomi), or, when nothing is known yet, probes: 0.1 s, then doubling. A
+    result found at the first look may have been ready earlier, so the estimate creeps down 1% a
+    cycle; a first look that came too early sets the estimate to the time the result really
+    took. A look too early costs a request, which the account's budget pays for in cycle time; a
+    look too late costs a fraction of a second of freshness in a poll interval of a minute; so
+    the creep is slow: about one cycle in twenty costs a second GET.
     """
 
+    CREEP = 0.99
     PROBE_SECONDS = 0.1
     MAX_WAIT_SECONDS = 5.0
 
     seconds: float | None = None
 
-    def first_wait(self) -> float:
-        """How long after the query to look first."""
+    def first_wait(self, typical: float | None = None) -> float:
+        """How long after the query to look first; `typical`: the account's usual delay."""
+        if self.seconds is None:
+            self.seconds = typical
         return self.PROBE_SECONDS if self.seconds is None else self.seconds
 
     def next_wait(self, previous: float, *, first_miss: bool) -> float:
@@ -398,12 +404,13 @@ class ResultDelay:
             return max(self.PROBE_SECONDS, self.seconds / 4)  # just missed: look again soon
         return min(previous * 2, self.MAX_WAIT_SECONDS)  # slow or offline: back off
 
-    def settled(self, observed: float, *, first_look: bool) -> None:
+    def settled(self, observed: float, *, first_look: bool) -> float:
         """Learn from a settled result that took `observed` seconds after the query."""
         if first_look and self.seconds is not None:
-            self.seconds = max(0.02, self.seconds * 0.95)
+            self.seconds = max(0.02, self.seconds * self.CREEP)
         else:
             self.seconds = min(30.0, observed)
+        return self.seconds
 
 
 @dataclass(frozen=True)
@@ -484,6 +491,7 @@ class BoomiClient:
         # Per container: when its results tend to be ready, so the first GET comes then rather
         # than on a blind timer.
         self._result_delays: dict[str, ResultDelay] = {}
+        self._typical_result_delay: float | None = None  # a moving average over containers
 
     async def __aenter__(self) -> BoomiClient:
         return self
@@ -785,7 +793,7 @@ class BoomiClient:
                 container_id, listener_id, priority=query_priority
             )
             queried_at = self._clock()
-            wait = estimate.first_wait()
+            wait = estimate.first_wait(self._typical_result_delay)
             looks = 0
             while True:
                 remaining = deadline - self._clock()
@@ -810,7 +818,11 @@ class BoomiClient:
                     break
                 if result.settled:
                     # From when the GET went out: time in the limiter's queue is not Boomi's.
-                    estimate.settled(sent_at - queried_at, first_look=looks == 1)
+                    learnt = estimate.settled(sent_at - queried_at, first_look=looks == 1)
+                    typical = self._typical_result_delay
+                    self._typical_result_delay = (
+                        learnt if typical is None else 0.8 * typical + 0.2 * learnt
+                    )
                     return result.listeners
                 wait = estimate.next_wait(wait, first_miss=looks == 1)
 

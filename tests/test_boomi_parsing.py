@@ -355,9 +355,17 @@ def test_result_delay_probes_then_learns() -> None:
     assert estimate.next_wait(0.4, first_miss=False) == 0.8
     assert estimate.next_wait(4.0, first_miss=False) == 5.0  # capped
     estimate.settled(1.3, first_look=True)  # found at the first look: creep down
-    assert estimate.first_wait() == pytest.approx(1.235)
+    assert estimate.first_wait() == pytest.approx(1.3 * ResultDelay.CREEP)
     estimate.settled(2.0, first_look=False)  # looked too early: jump to what it took
     assert estimate.first_wait() == 2.0
+
+
+def test_result_delay_of_a_new_container_starts_from_the_account_s_typical_delay() -> None:
+    estimate = ResultDelay()
+    assert estimate.first_wait(typical=1.2) == 1.2  # no probing when the account knows better
+    assert estimate.next_wait(1.2, first_miss=True) == pytest.approx(0.3)  # then "just missed"
+    assert estimate.settled(1.5, first_look=False) == 1.5
+    assert estimate.first_wait(typical=0.5) == 1.5  # its own estimate wins once it has one
 
 
 def test_result_delay_costs_about_one_get_per_cycle_for_a_steady_delay() -> None:
@@ -376,4 +384,4 @@ def test_result_delay_costs_about_one_get_per_cycle_for_a_steady_delay() -> None
                 wait = estimate.next_wait(wait, first_miss=looks == 1)
             gets += looks
         # Counted over the steady state too: the first cycle's probing is included.
-        assert gets / 60 <= 1.5, (true_delay, gets / 60)
+        assert gets / 60 <= 1.2, (true_delay, gets / 60)
