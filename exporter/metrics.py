@@ -19,7 +19,8 @@ The body is three parts, each kept until something it shows changes:
   container again.
 - middle: the container families and the build info, about 5 lines per container. Kept per
   `store.version`, which every poll changes; joined from per-container lines kept while the
-  container's snapshot is the same object, so a poll renders its container's 5 lines again.
+  container's snapshot is the same object. A poll's new snapshot has its 5 lines formatted at
+  once (the store's `on_update`), on the poll path, so a scrape only joins them.
 - tail: the exporter's own registry, rendered on every scrape in the format asked for.
 Every piece keeps, beside its text, its own raw deflate segment ending in a sync flush; such
 segments may follow one another, so a gzip body is the cached segments, the compressed tail and
@@ -280,6 +281,7 @@ class SnapshotRenderer:
 
     def __init__(self, store: SnapshotStore) -> None:
         self._store = store
+        store.on_update = self.prepare  # one renderer per store
         self._containers: dict[tuple[str, str], _ContainerCache] = {}
         self._head_headers = [_piece(_header(family)) for family in LISTENER_FAMILIES]
         self._middle_headers = [_header(family) for family in RUNTIME_FAMILIES]
@@ -333,6 +335,22 @@ class SnapshotRenderer:
         self._head = _Part(version, pieces)
         return self._head
 
+    @staticmethod
+    def _format_middle(snapshot: ContainerSnapshot, cache: _ContainerCache) -> None:
+        cache.middle = _container_lines(runtime_samples(snapshot), RUNTIME_FAMILIES, cache.ids)
+        cache.snapshot = snapshot
+
+    def prepare(self, snapshot: ContainerSnapshot) -> None:
+        """Format a freshly polled container's lines now (the store's `on_update`).
+
+        Polls are spread over the interval while scrapes come all at once: doing this work on
+        the poll path takes it off the scrape's latency. Containers never rendered are left to
+        the next scrape, which also drops what removed containers left.
+        """
+        cache = self._containers.get((snapshot.account_id, snapshot.container_id))
+        if cache is not None:
+            self._format_middle(snapshot, cache)
+
     def middle(self) -> _Part:
         """The container families and build info, rebuilt only when `store.version` changed."""
         version = self._store.version
@@ -342,10 +360,7 @@ class SnapshotRenderer:
         caches = self._caches(snapshots)
         for snapshot, cache in zip(snapshots, caches, strict=True):
             if cache.snapshot is not snapshot:  # snapshots are replaced, never changed
-                cache.middle = _container_lines(
-                    runtime_samples(snapshot), RUNTIME_FAMILIES, cache.ids
-                )
-                cache.snapshot = snapshot
+                self._format_middle(snapshot, cache)
         texts: list[str] = []
         for index, header in enumerate(self._middle_headers):
             texts.append(header)

@@ -7,7 +7,7 @@ sees one consistent poll result and never a half-written one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from exporter.boomi import ListenerStatus
@@ -48,6 +48,9 @@ class SnapshotStore:
     version: int = 0
     names_version: int = 0
     listeners_version: int = 0
+    # Called with a container's new snapshot when a poll or the Atom query replaces it, so a
+    # reader can derive what it needs then, on the poll path, rather than at scrape time.
+    on_update: Callable[[ContainerSnapshot], None] | None = None
 
     @classmethod
     def for_containers(cls, containers: Iterable[tuple[str, str, str]]) -> SnapshotStore:
@@ -107,8 +110,7 @@ class SnapshotStore:
         if not online:
             # Shown down at once, with the reason, without waiting for a poll to notice.
             new = replace(new, polled=True, up=False, last_error=OFFLINE_ERROR)
-        self._containers[(account_id, container_id)] = new
-        self.version += 1
+        self._put(new)
 
     def record_success(
         self,
@@ -128,16 +130,17 @@ class SnapshotStore:
             new_listeners = old.listeners  # the same object: readers see "unchanged" by identity
         else:
             self.listeners_version += 1
-        self._containers[(account_id, container_id)] = replace(
-            old,
-            listeners=new_listeners,
-            polled=True,
-            up=True,
-            last_success_time=now,
-            last_error="",
-            poll_duration_seconds=duration_seconds,
+        self._put(
+            replace(
+                old,
+                listeners=new_listeners,
+                polled=True,
+                up=True,
+                last_success_time=now,
+                last_error="",
+                poll_duration_seconds=duration_seconds,
+            )
         )
-        self.version += 1
 
     def record_failure(
         self, account_id: str, container_id: str, error: str, *, duration_seconds: float
@@ -146,10 +149,17 @@ class SnapshotStore:
         old = self._containers.get((account_id, container_id))
         if old is None:
             return
-        self._containers[(account_id, container_id)] = replace(
-            old, polled=True, up=False, last_error=error, poll_duration_seconds=duration_seconds
+        self._put(
+            replace(
+                old, polled=True, up=False, last_error=error, poll_duration_seconds=duration_seconds
+            )
         )
+
+    def _put(self, snapshot: ContainerSnapshot) -> None:
+        self._containers[(snapshot.account_id, snapshot.container_id)] = snapshot
         self.version += 1
+        if self.on_update is not None:
+            self.on_update(snapshot)
 
     def containers(self) -> list[ContainerSnapshot]:
         """Every tracked container's snapshot, in configuration order."""

@@ -301,3 +301,24 @@ def test_renderer_forgets_containers_that_went_away() -> None:
         assert gzip.decompress(metrics.render(None, gzip=True)[0]).count(b"container_up{") == 5
         # What the renderer keeps between scrapes is bounded by what is tracked now.
         assert len(metrics.snapshot._containers) == 5
+
+
+def test_a_poll_formats_its_container_lines_before_the_scrape() -> None:
+    """The store's on_update hands each new snapshot to the renderer, off the scrape path."""
+    store = SnapshotStore.for_containers([("acc", "c1", "one"), ("acc", "c2", "two")])
+    metrics = ExporterMetrics(store)
+    metrics.render(None)  # the containers are known to the renderer from now on
+    store.record_success("acc", "c1", [listener("l1", "listening")], duration_seconds=0.5, now=7.0)
+    cache = metrics.snapshot._containers[("acc", "c1")]
+    assert cache.snapshot is store.get("acc", "c1")
+    assert (
+        'boomi_container_last_success_timestamp_seconds{account_id="acc",container_id="c1"} 7.0'
+        in "".join(cache.middle)
+    )
+    store.record_failure("acc", "c2", "boom", duration_seconds=1.0)
+    assert 'boomi_container_up{account_id="acc",container_id="c2"} 0.0' in "".join(
+        metrics.snapshot._containers[("acc", "c2")].middle
+    )
+    assert (
+        b'boomi_container_up{account_id="acc",container_id="c2"} 0.0\n' in metrics.render(None)[0]
+    )
