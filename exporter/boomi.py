@@ -404,10 +404,19 @@ class ResultDelay:
             return max(self.PROBE_SECONDS, self.seconds / 4)  # just missed: look again soon
         return min(previous * 2, self.MAX_WAIT_SECONDS)  # slow or offline: back off
 
-    def settled(self, observed: float, *, first_look: bool) -> float:
-        """Learn from a settled result that took `observed` seconds after the query."""
+    def settled(
+        self, observed: float, *, first_look: bool, unsettled_at: float | None = None
+    ) -> float:
+        """Learn from a settled result that took `observed` seconds after the query.
+
+        `unsettled_at`: when the last look that found it unsettled went out. While probing,
+        the looks double apart, so the result was ready somewhere between the two: start from
+        the middle rather than from the late end, which would take many cycles to creep down.
+        """
         if first_look and self.seconds is not None:
             self.seconds = max(0.02, self.seconds * self.CREEP)
+        elif self.seconds is None and unsettled_at is not None:
+            self.seconds = min(30.0, (unsettled_at + observed) / 2)
         else:
             self.seconds = min(30.0, observed)
         return self.seconds
@@ -795,6 +804,7 @@ class BoomiClient:
             queried_at = self._clock()
             wait = estimate.first_wait(self._typical_result_delay)
             looks = 0
+            unsettled_at: float | None = None
             while True:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
@@ -818,12 +828,15 @@ class BoomiClient:
                     break
                 if result.settled:
                     # From when the GET went out: time in the limiter's queue is not Boomi's.
-                    learnt = estimate.settled(sent_at - queried_at, first_look=looks == 1)
+                    learnt = estimate.settled(
+                        sent_at - queried_at, first_look=looks == 1, unsettled_at=unsettled_at
+                    )
                     typical = self._typical_result_delay
                     self._typical_result_delay = (
                         learnt if typical is None else 0.8 * typical + 0.2 * learnt
                     )
                     return result.listeners
+                unsettled_at = sent_at - queried_at
                 wait = estimate.next_wait(wait, first_miss=looks == 1)
 
     @property

@@ -360,6 +360,13 @@ def test_result_delay_probes_then_learns() -> None:
     assert estimate.first_wait() == 2.0
 
 
+def test_result_delay_learnt_by_probing_starts_between_the_last_two_looks() -> None:
+    estimate = ResultDelay()
+    assert estimate.settled(1.5, first_look=False, unsettled_at=0.7) == pytest.approx(1.1)
+    # Once learnt, a look too early means "at least this long": the late end, as before.
+    assert estimate.settled(1.4, first_look=False, unsettled_at=1.1) == 1.4
+
+
 def test_result_delay_of_a_new_container_starts_from_the_account_s_typical_delay() -> None:
     estimate = ResultDelay()
     assert estimate.first_wait(typical=1.2) == 1.2  # no probing when the account knows better
