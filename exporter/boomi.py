@@ -831,10 +831,14 @@ class BoomiClient:
                     learnt = estimate.settled(
                         sent_at - queried_at, first_look=looks == 1, unsettled_at=unsettled_at
                     )
-                    typical = self._typical_result_delay
-                    self._typical_result_delay = (
-                        learnt if typical is None else 0.8 * typical + 0.2 * learnt
-                    )
+                    if looks > 1:
+                        # A measurement (a look found it unsettled, the next settled). A result
+                        # found at the first look only says "at most this long"; averaging those
+                        # in would drag the typical delay down with every container's creep.
+                        typical = self._typical_result_delay
+                        self._typical_result_delay = (
+                            learnt if typical is None else 0.8 * typical + 0.2 * learnt
+                        )
                     return result.listeners
                 unsettled_at = sent_at - queried_at
                 wait = estimate.next_wait(wait, first_miss=looks == 1)
