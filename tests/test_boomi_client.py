@@ -424,4 +424,3 @@ async def test_remediation_calls_overtake_a_queued_poll_cycle(
     # waiting in line would take three (the queries of the cycle alone) and then some.
     assert urgent_seconds < 3.0 < 5.0 < cycle_seconds, (urgent_seconds, cycle_seconds)
     assert [call["listener_id"] for call in sim_server.sim.change_log] == [listener]
-
