@@ -453,8 +453,7 @@ class _Answer:
 class _Slot:
     """One request's place in the rate limiter's window, moved to when its headers are sent."""
 
-    stamp: float
-    sent_at: float
+    stamp: float  # the clock time the request went out, once it has
 
 
 class BoomiClient:
@@ -533,7 +532,6 @@ class BoomiClient:
         slot = context.trace_request_ctx
         if isinstance(slot, _Slot):
             slot.stamp = self.limiter.restamp(slot.stamp)
-            slot.sent_at = slot.stamp
 
     async def close(self) -> None:
         """Close the account's HTTP session."""
@@ -633,10 +631,10 @@ class BoomiClient:
                 self._check_auth_backoff(operation, container_id)
                 if not self._credentials_ok:
                     stamp = await self.limiter.acquire(call["priority"])
-                    return await self._send(_Slot(stamp, stamp), **call)
+                    return await self._send(_Slot(stamp), **call)
         stamp = await self.limiter.acquire(call["priority"])
         self._check_auth_backoff(operation, container_id)
-        return await self._send(_Slot(stamp, stamp), **call)
+        return await self._send(_Slot(stamp), **call)
 
     async def _send(
         self,
@@ -702,7 +700,7 @@ class BoomiClient:
         self._auth_error = None
         self._credentials_ok = True
         if status == 204 or status in answer_statuses or not raw.strip():
-            return _Answer(status, None, slot.sent_at)
+            return _Answer(status, None, slot.stamp)
         if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):
             if status >= 400:
                 raise ApiError(
@@ -725,7 +723,7 @@ class BoomiClient:
                 container_id=container_id,
                 code=str(status),
             )
-        return _Answer(status, body, slot.sent_at)
+        return _Answer(status, body, slot.stamp)
 
     # -- ListenerStatus -----------------------------------------------------------------------
 

@@ -519,7 +519,9 @@ async def test_fault_soak(caplog: pytest.LogCaptureFixture) -> None:
     assert not report.problems, report.summary()
     # The check is not vacuous: it saw many values, faults happened and polls kept succeeding.
     assert report.scrapes > 50 and report.listener_series_checked > 5000
-    assert report.flips > 300
+    # At most one flip per 50 ms; a busy 2-core machine (tracemalloc on) manages about 300 in
+    # the 40 s fault phase, so the bound only says "many", not "at full speed" (CI once saw 292).
+    assert report.flips > 100
     # Half the fault kinds change the HTTP status (5xx, 503, drops, 204/410); the others
     # (malformed, XML, slow, never settling) come with 200 or 202.
     not_ok = sum(n for k, n in report.sim_requests.items() if not k.endswith((" 200", " 202")))
