@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from exporter.simulator import SimAccount
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 
@@ -32,6 +34,20 @@ SIM_PASSWORD = "demo-password"
 
 # ---------------------------------------------------------------------------------------------
 # Statistics.
+
+
+def account_config(
+    account: SimAccount, base_url: str, max_requests_per_second: float
+) -> dict[str, Any]:
+    """The config entry of a simulator account with all its containers."""
+    return {
+        "account_id": account.account_id,
+        "base_url": base_url,
+        "username": account.username,
+        "password": account.password,
+        "max_requests_per_second": max_requests_per_second,
+        "containers": [{"id": c.container_id, "name": c.name} for c in account.containers.values()],
+    }
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import print_table, summary, verdict
+from bench.common import account_config, print_table, summary, verdict
 from exporter.config import Config
 from exporter.daemon import Exporter
 from exporter.simulator import Simulator, serve
@@ -36,21 +36,9 @@ QUIET_SECONDS = 2.0  # the simulator's rate window is 1 s
 
 
 def _config(base_url: str, sim: Simulator, rps: float, interval: float) -> Config:
-    account = sim.accounts[ACCOUNT]
     return Config.model_validate(
         {
-            "accounts": [
-                {
-                    "account_id": ACCOUNT,
-                    "base_url": base_url,
-                    "username": account.username,
-                    "password": account.password,
-                    "max_requests_per_second": rps,
-                    "containers": [
-                        {"id": c.container_id, "name": c.name} for c in account.containers.values()
-                    ],
-                }
-            ],
+            "accounts": [account_config(sim.accounts[ACCOUNT], base_url, rps)],
             "poll": {
                 "interval_seconds": interval,
                 "result_timeout_seconds": 120,

@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import print_table, summary, verdict
+from bench.common import account_config, print_table, summary, verdict
 from exporter.config import Config
 from exporter.daemon import Exporter
 from exporter.remediation import WebhookPayload
@@ -45,21 +45,9 @@ LEAVE_TARGET_MS = 100.0
 
 
 def _config(sim: Simulator, base_url: str, budget: float) -> Config:
-    account = sim.accounts[ACCOUNT]
     return Config.model_validate(
         {
-            "accounts": [
-                {
-                    "account_id": ACCOUNT,
-                    "base_url": base_url,
-                    "username": account.username,
-                    "password": account.password,
-                    "max_requests_per_second": budget,
-                    "containers": [
-                        {"id": c.container_id, "name": c.name} for c in account.containers.values()
-                    ],
-                }
-            ],
+            "accounts": [account_config(sim.accounts[ACCOUNT], base_url, budget)],
             "poll": {
                 "interval_seconds": 60,
                 "result_timeout_seconds": 60,
