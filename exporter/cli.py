@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config, parse_listen_address, summarize
+from exporter.check_config import summarize
+from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.daemon import Exporter, poll_once, run_until_stopped
 from exporter.demo import run_demo
 from exporter.restart_cli import main as restart_main
