@@ -1,7 +1,8 @@
-"""The exporter's HTTP server: landing page, /metrics, health and readiness.
+"""The exporter's HTTP server: landing page, /metrics, health and readiness, and `start_server`.
 
 Every handler reads the snapshot store or the metrics registry; none of them talks to Boomi, so
-a scrape costs the same whether Boomi is fast, slow or down.
+a scrape costs the same whether Boomi is fast, slow or down. `start_server` is the one place the
+server is bound, for the daemon, the demo and the scrape benchmark alike.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ Reload = Callable[[], Awaitable[tuple[bool, str]]]
 STORE_KEY = web.AppKey("store", SnapshotStore)
 RELOAD_KEY: web.AppKey[Reload | None] = web.AppKey("reload")
 METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
+
+KEEPALIVE_TIMEOUT_SECONDS = 4.0
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -144,3 +147,27 @@ def create_app(
     if extra_routes is not None:
         extra_routes(app)
     return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port (port 0: any free one); the runner and the port really bound.
+
+    The caller stops the server with `await runner.cleanup()`. Signals are the CLI's business,
+    not aiohttp's.
+    """
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        # Also closes a connection that has not sent complete headers by then (aiohttp has
+        # no other header timeout); scrapers just open a new connection.
+        keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, int(runner.addresses[0][1])
