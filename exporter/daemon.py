@@ -243,8 +243,8 @@ async def poll_once(config: Config) -> SnapshotStore:
         for account in config.accounts
     ]
     try:
-        # Runtime names and OFFLINE status first (a failure here only costs the names).
-        await asyncio.gather(*(refresher.refresh_runtimes() for refresher in refreshers))
+        # Container names and OFFLINE status first (a failure here only costs the names).
+        await asyncio.gather(*(refresher.refresh_containers() for refresher in refreshers))
         targets = [t for ts in found.values() for t in ts]
         exporter.store.set_containers((t.account_id, t.container_id, t.name) for t in targets)
         await asyncio.gather(*(exporter.poller.poll(t) for t in targets))

@@ -17,6 +17,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.boomi import LISTENER_STATUSES
 from exporter.metrics import ExporterMetrics
+from exporter.negotiation import accepts_gzip
 from exporter.state import SnapshotStore
 
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
@@ -30,8 +31,10 @@ KEEPALIVE_TIMEOUT_SECONDS = 4.0
 
 async def metrics_handler(request: web.Request) -> web.Response:
     """Serve the metrics in text or OpenMetrics format, gzipped when the scraper accepts it."""
-    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    body, content_type = request.app[METRICS_KEY].render(request.headers.get("Accept"), gzip=gzip)
+    # A header given twice counts as one list, as RFC 9110 has it.
+    gzip = accepts_gzip(",".join(request.headers.getall("Accept-Encoding", [])))
+    accept = ",".join(request.headers.getall("Accept", []))
+    body, content_type = request.app[METRICS_KEY].render(accept, gzip=gzip)
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     if gzip:
         headers["Content-Encoding"] = "gzip"

@@ -14,7 +14,7 @@ DEFAULT_BASE_URL = "https://api.boomi.com/api/rest/v1"
 
 
 class ContainerConfig(StrictModel):
-    """One Boomi runtime (Atom, Molecule or Cloud) whose listeners are polled."""
+    """One Boomi container (Atom, Molecule or Cloud) whose listeners are polled."""
 
     id: str = Field(min_length=1)
     name: str | None = None
@@ -25,14 +25,14 @@ ContainerStatus = Literal["ONLINE", "OFFLINE", "WARNING", "UNKNOWN"]
 
 
 class DiscoveryConfig(StrictModel):
-    """Find an account's runtimes with Boomi's Atom query, in addition to the listed ones."""
+    """Find an account's containers with Boomi's Atom query, in addition to the listed ones."""
 
     enabled: bool = False
     types: list[ContainerType] = Field(default=["ATOM", "MOLECULE", "CLOUD"], min_length=1)
     statuses: list[ContainerStatus] = Field(default=["ONLINE"], min_length=1)
-    # A regular expression the whole runtime name must match (anchored, as in Prometheus).
+    # A regular expression the whole container name must match (anchored, as in Prometheus).
     name_pattern: str = ".*"
-    # Also how often every runtime's status (ONLINE/OFFLINE), type and name are refreshed.
+    # Also how often every container's status (ONLINE/OFFLINE), type and name are refreshed.
     interval_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("name_pattern")
