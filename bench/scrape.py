@@ -121,7 +121,7 @@ def fill(store: SnapshotStore, metrics: ExporterMetrics, fleet: Fleet) -> None:
     store.set_process_names(ACCOUNT, {lid: name for (_, lid), name in fleet.names.items()})
     now = time.time()
     for account_id, container_id, _ in fleet.containers:
-        store.set_runtime(account_id, container_id, container_type="MOLECULE", online=True)
+        store.set_container_status(account_id, container_id, container_type="MOLECULE", online=True)
         store.record_success(
             account_id, container_id, fleet.listeners[container_id], duration_seconds=1.5, now=now
         )

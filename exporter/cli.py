@@ -10,16 +10,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config, parse_listen_address, summarize
+from exporter.check_config import summarize
+from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.daemon import Exporter, poll_once, run_until_stopped
 from exporter.demo import run_demo
 from exporter.restart_cli import main as restart_main
+from exporter.signals import stop_on_signals
 from exporter.simulate_cli import main as simulate_main
 from exporter.state import SnapshotStore
 
@@ -117,10 +118,6 @@ def listen_address(args: argparse.Namespace, config: Config | None) -> tuple[str
 
 
 async def _serve(exporter: Exporter, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     reloads: set[asyncio.Task[tuple[bool, str]]] = set()
 
     def reload() -> None:
@@ -128,7 +125,7 @@ async def _serve(exporter: Exporter, host: str, port: int) -> None:
         reloads.add(task)  # a reference, so the task is not collected while it runs
         task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    stop = stop_on_signals(on_hangup=reload)
     await run_until_stopped(exporter, host, port, stop, lambda _port: None)
 
 

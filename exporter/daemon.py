@@ -17,11 +17,9 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, Target
 from exporter.remediation import Remediator, add_webhook
 from exporter.state import SnapshotStore
-from exporter.web import create_app
+from exporter.web import create_app, start_server
 
 log = logging.getLogger(__name__)
-
-KEEPALIVE_TIMEOUT_SECONDS = 4.0
 
 
 def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
@@ -117,19 +115,7 @@ class Exporter:
 
     async def start(self, host: str, port: int) -> int:
         """Start serving HTTP and polling; return the port really bound (for port 0)."""
-        self._runner = web.AppRunner(
-            self.app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=1.0,
-            # Also closes a connection that has not sent complete headers by then (aiohttp has
-            # no other header timeout); scrapers just open a new connection.
-            keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = int(self._runner.addresses[0][1])
+        self._runner, bound = await start_server(self.app, host, port)
         for account in self.config.accounts:
             refresher = self._refresher(account, self.config)
             self.refreshers[account.account_id] = refresher
@@ -257,8 +243,8 @@ async def poll_once(config: Config) -> SnapshotStore:
         for account in config.accounts
     ]
     try:
-        # Runtime names and OFFLINE status first (a failure here only costs the names).
-        await asyncio.gather(*(refresher.refresh_runtimes() for refresher in refreshers))
+        # Container names and OFFLINE status first (a failure here only costs the names).
+        await asyncio.gather(*(refresher.refresh_containers() for refresher in refreshers))
         targets = [t for ts in found.values() for t in ts]
         exporter.store.set_containers((t.account_id, t.container_id, t.name) for t in targets)
         await asyncio.gather(*(exporter.poller.poll(t) for t in targets))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 from exporter.config import Config
 from exporter.daemon import Exporter, run_until_stopped
+from exporter.signals import stop_on_signals
 from exporter.simulator import Simulator, serve
 
 DEMO_ACCOUNT = "demo-account"
@@ -63,10 +63,7 @@ async def _demo(host: str, port: int) -> None:
     runner, base_url = await serve(sim, "127.0.0.1", 0)
     flapping = asyncio.create_task(sim.flap(interval_seconds=15, probability=0.08))
     exporter = Exporter(demo_config(base_url, sim))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     account = sim.accounts[DEMO_ACCOUNT]
 
     def started(bound: int) -> None:

@@ -1,10 +1,10 @@
-"""The fleet of one account: which runtimes to poll, their status and type, listener names.
+"""The fleet of one account: which containers to poll, their status and type, listener names.
 
 A `FleetRefresher` per account runs two background loops on the account's client, at the rate
 limiter's background priority so they only use budget the status cycle leaves:
-- runtimes: the Atom query (paged) on `discovery.interval_seconds`; it refreshes the status
-  (ONLINE/OFFLINE), type and name of every runtime and, with discovery enabled, adds the
-  runtimes that match the filters to the ones listed in the config (listed entries win);
+- containers: the Atom query (paged) on `discovery.interval_seconds`; it refreshes the status
+  (ONLINE/OFFLINE), type and name of every container and, with discovery enabled, adds the
+  containers that match the filters to the ones listed in the config (listed entries win);
 - names: Process/bulk for listener ids without a name yet, and for all of them again every
   `names.refresh_seconds`.
 Filtering and merging are pure functions; the loops only do I/O and hand results on.
@@ -35,9 +35,9 @@ RETRY_AFTER_FAILURE_SECONDS = 300.0
 def select_discovered(
     atoms: Iterable[Atom], discovery: DiscoveryConfig, tracked: Collection[str] = ()
 ) -> list[Atom]:
-    """The runtimes that discovery adds: the right type and status, a matching name.
+    """The containers that discovery adds: the right type and status, a matching name.
 
-    The status filter decides what is added; a runtime already `tracked` stays when its status
+    The status filter decides what is added; a container already `tracked` stays when its status
     changes (to OFFLINE, say), so it is shown as such instead of vanishing.
     """
     pattern = re.compile(discovery.name_pattern)
@@ -74,7 +74,7 @@ def merge_targets(
 
 
 class FleetRefresher:
-    """Keeps one account's runtime list and listener names fresh in the background."""
+    """Keeps one account's container list and listener names fresh in the background."""
 
     def __init__(
         self,
@@ -100,14 +100,13 @@ class FleetRefresher:
 
     def start(self) -> None:
         """Start the background loops."""
-        self._on_targets(self.account.account_id, merge_targets(self.account, None))
+        account_id = self.account.account_id
+        self._on_targets(account_id, merge_targets(self.account, None))
         self._tasks.append(
-            asyncio.create_task(self._runtimes_loop(), name=f"runtimes {self.account.account_id}")
+            asyncio.create_task(self._containers_loop(), name=f"containers {account_id}")
         )
         if self._names.enabled:
-            self._tasks.append(
-                asyncio.create_task(self._names_loop(), name=f"names {self.account.account_id}")
-            )
+            self._tasks.append(asyncio.create_task(self._names_loop(), name=f"names {account_id}"))
 
     async def stop(self) -> None:
         """Cancel the loops and wait for them to end."""
@@ -116,21 +115,21 @@ class FleetRefresher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def refresh_runtimes(self) -> bool:
-        """One Atom query: update runtime status/type/name and the targets. True on success."""
+    async def refresh_containers(self) -> bool:
+        """One Atom query: update container status/type/name and the targets. True on success."""
         try:
             atoms = await self._client.query_atoms()
         except BoomiError as exc:
             level = logging.DEBUG if isinstance(exc, AuthError) else logging.WARNING
             log.log(
                 level,
-                "account %s: looking up runtimes failed (%s); polling the listed containers",
+                "account %s: looking up containers failed (%s); polling the listed containers",
                 self.account.account_id,
                 exc,
             )
             return False
         for atom in atoms:
-            self._store.set_runtime(
+            self._store.set_container_status(
                 self.account.account_id,
                 atom.container_id,
                 container_type=atom.type,
@@ -180,10 +179,10 @@ class FleetRefresher:
         self._store.set_process_names(account_id, names)
         return True
 
-    async def _runtimes_loop(self) -> None:
+    async def _containers_loop(self) -> None:
         interval = self.account.discovery.interval_seconds
         while True:
-            ok = await self.refresh_runtimes()
+            ok = await self.refresh_containers()
             await asyncio.sleep(interval if ok else min(interval, RETRY_AFTER_FAILURE_SECONDS))
 
     async def _names_loop(self) -> None:

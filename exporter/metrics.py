@@ -2,8 +2,9 @@
 
 Listener and container values come from `SnapshotStore`: no I/O and no awaiting at scrape time,
 and series that vanish from Boomi vanish from `/metrics`. What is published per container is
-defined once, in `listener_samples` and `runtime_samples` (`container_samples` is both); two
-things read it:
+defined once, in `listener_samples` and `container_samples` (`snapshot_samples` is both); each
+sample names its family, so the order of a family tuple is exposition order and nothing else. Two
+things read them:
 - `SnapshotCollector`, a prometheus_client collector (the usual way, for a registry);
 - `SnapshotRenderer`, which `/metrics` uses, with caches so that a scrape of 10,000 listeners
   costs a few milliseconds even though the store changes with every poll.
@@ -44,17 +45,23 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.boomi import LISTENER_STATUSES, ListenerStatus
+from exporter.negotiation import accepts_openmetrics
 from exporter.state import ContainerSnapshot, SnapshotStore
 
 CACHED = "Values come from a background poll of the Boomi API, not from this scrape."
 
 API_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-TEXT_CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
-OPENMETRICS_CONTENT_TYPE = openmetrics.exposition.CONTENT_TYPE_LATEST
+# The formats this renderer writes, by hand for the snapshot families. client_python's
+# CONTENT_TYPE_LATEST follows its own newest format (text version 1.0.0 since 0.22), which is not
+# a promise about what this module writes.
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
-@dataclass(frozen=True)
+# eq=False: a family is one object, compared and hashed by identity, which keeps the lookup per
+# sample in `_container_lines` cheap.
+@dataclass(frozen=True, eq=False)
 class Family:
     """One gauge family published from the snapshot store."""
 
@@ -103,51 +110,51 @@ POLL_DURATION = Family(
     IDS,
 )
 LISTENER_FAMILIES = (LISTENER_STATUS, LISTENER_INFO)
-RUNTIME_FAMILIES = (CONTAINER_INFO, CONTAINER_ONLINE, CONTAINER_UP, LAST_SUCCESS, POLL_DURATION)
-CONTAINER_FAMILIES = (*LISTENER_FAMILIES, *RUNTIME_FAMILIES)
+CONTAINER_FAMILIES = (CONTAINER_INFO, CONTAINER_ONLINE, CONTAINER_UP, LAST_SUCCESS, POLL_DURATION)
+SNAPSHOT_FAMILIES = (*LISTENER_FAMILIES, *CONTAINER_FAMILIES)
 BUILD_INFO = Family(
     "boomi_exporter_build_info", "Version of boomi-listener-exporter; always 1.", ("version",)
 )
 
-Sample = tuple[int, tuple[str, ...], float]  # (index of the family, label values, value)
+Sample = tuple[Family, tuple[str, ...], float]  # (its family, label values, value)
 
 
 def listener_samples(
     snapshot: ContainerSnapshot, names: dict[tuple[str, str], str]
 ) -> Iterator[Sample]:
-    """What is published about a container's listeners; indexes into LISTENER_FAMILIES."""
+    """What is published about a container's listeners, in LISTENER_FAMILIES."""
     ids = (snapshot.account_id, snapshot.container_id)
     for listener in snapshot.listeners:
         labels = (*ids, listener.listener_id, listener.connector_type)
         for status in LISTENER_STATUSES:
-            yield 0, (*labels, status), 1.0 if listener.status == status else 0.0
+            yield LISTENER_STATUS, (*labels, status), 1.0 if listener.status == status else 0.0
     for listener in snapshot.listeners:
         name = names.get((snapshot.account_id, listener.listener_id))
         if name:
-            yield 1, (*ids, listener.listener_id, name), 1.0
+            yield LISTENER_INFO, (*ids, listener.listener_id, name), 1.0
 
 
-def runtime_samples(snapshot: ContainerSnapshot) -> Iterator[Sample]:
-    """What is published about a container itself; indexes into RUNTIME_FAMILIES."""
+def container_samples(snapshot: ContainerSnapshot) -> Iterator[Sample]:
+    """What is published about a container itself, in CONTAINER_FAMILIES."""
     ids = (snapshot.account_id, snapshot.container_id)
-    yield 0, (*ids, snapshot.container_name or snapshot.container_id, snapshot.container_type), 1.0
+    name = snapshot.container_name or snapshot.container_id
+    yield CONTAINER_INFO, (*ids, name, snapshot.container_type), 1.0
     if snapshot.online is not None:
-        yield 1, ids, 1.0 if snapshot.online else 0.0
+        yield CONTAINER_ONLINE, ids, 1.0 if snapshot.online else 0.0
     if snapshot.polled:
-        yield 2, ids, 1.0 if snapshot.up else 0.0
+        yield CONTAINER_UP, ids, 1.0 if snapshot.up else 0.0
     if snapshot.last_success_time is not None:
-        yield 3, ids, snapshot.last_success_time
+        yield LAST_SUCCESS, ids, snapshot.last_success_time
     if snapshot.poll_duration_seconds is not None:
-        yield 4, ids, snapshot.poll_duration_seconds
+        yield POLL_DURATION, ids, snapshot.poll_duration_seconds
 
 
-def container_samples(
+def snapshot_samples(
     snapshot: ContainerSnapshot, names: dict[tuple[str, str], str]
 ) -> Iterator[Sample]:
-    """Everything published about one container; indexes into CONTAINER_FAMILIES."""
+    """Everything published about one container and its listeners, in SNAPSHOT_FAMILIES."""
     yield from listener_samples(snapshot, names)
-    for index, labels, value in runtime_samples(snapshot):
-        yield len(LISTENER_FAMILIES) + index, labels, value
+    yield from container_samples(snapshot)
 
 
 class SnapshotCollector(Collector):
@@ -158,16 +165,16 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Build the metric families from the store."""
-        families = [
-            GaugeMetricFamily(family.name, family.help, labels=list(family.labels))
-            for family in CONTAINER_FAMILIES
-        ]
+        families = {
+            family: GaugeMetricFamily(family.name, family.help, labels=list(family.labels))
+            for family in SNAPSHOT_FAMILIES
+        }
         for snapshot in self._store.containers():
-            for index, labels, value in container_samples(snapshot, self._store.process_names):
-                families[index].add_metric(list(labels), value)
+            for family, labels, value in snapshot_samples(snapshot, self._store.process_names):
+                families[family].add_metric(list(labels), value)
         build = GaugeMetricFamily(BUILD_INFO.name, BUILD_INFO.help, labels=list(BUILD_INFO.labels))
         build.add_metric([__version__], 1)
-        yield from (*families, build)
+        yield from (*families.values(), build)
 
 
 def _escape_label(value: str) -> str:
@@ -196,20 +203,19 @@ def _header(family: Family) -> str:
 def _container_lines(
     samples: Iterable[Sample], families: tuple[Family, ...], ids: str
 ) -> tuple[str, ...]:
-    """One container's samples as exposition lines, one string per family.
+    """One container's samples as exposition lines, one string per family of `families`.
 
     `ids` is the container's IDS label pairs, escaped once: every line starts with them. This
     runs for every container a poll refreshed, so it avoids per-line generators.
     """
-    lines: list[list[str]] = [[] for _ in families]
-    for index, labels, value in samples:
-        family = families[index]
+    lines: dict[Family, list[str]] = {family: [] for family in families}
+    for family, labels, value in samples:
         pairs = ids
         if len(labels) > len(IDS):
             for name, label in zip(family.labels[len(IDS) :], labels[len(IDS) :], strict=True):
                 pairs += f',{name}="{_escape_label(label)}"'
-        lines[index].append(f"{family.name}{{{pairs}}} {value!r}\n")
-    return tuple(map("".join, lines))
+        lines[family].append(f"{family.name}{{{pairs}}} {value!r}\n")
+    return tuple(map("".join, lines.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +279,7 @@ class _ContainerCache:
     names: tuple[str | None, ...] = ()  # and the process names of those listeners
     head: tuple[_Piece, ...] = ()  # one per LISTENER_FAMILIES
     snapshot: ContainerSnapshot | None = None  # the snapshot `middle` was rendered from
-    middle: tuple[str, ...] = ()  # lines, one string per RUNTIME_FAMILIES
+    middle: tuple[str, ...] = ()  # lines, one string per CONTAINER_FAMILIES
 
 
 class SnapshotRenderer:
@@ -284,7 +290,7 @@ class SnapshotRenderer:
         store.on_update = self.prepare  # one renderer per store
         self._containers: dict[tuple[str, str], _ContainerCache] = {}
         self._head_headers = [_piece(_header(family)) for family in LISTENER_FAMILIES]
-        self._middle_headers = [_header(family) for family in RUNTIME_FAMILIES]
+        self._middle_headers = [_header(family) for family in CONTAINER_FAMILIES]
         self._build_info = _header(BUILD_INFO) + _line(BUILD_INFO, (__version__,), 1.0)
         self._head: _Part | None = None
         self._middle: _Part | None = None
@@ -337,7 +343,7 @@ class SnapshotRenderer:
 
     @staticmethod
     def _format_middle(snapshot: ContainerSnapshot, cache: _ContainerCache) -> None:
-        cache.middle = _container_lines(runtime_samples(snapshot), RUNTIME_FAMILIES, cache.ids)
+        cache.middle = _container_lines(container_samples(snapshot), CONTAINER_FAMILIES, cache.ids)
         cache.snapshot = snapshot
 
     def prepare(self, snapshot: ContainerSnapshot) -> None:
@@ -436,7 +442,7 @@ class ExporterMetrics:
 
     def render(self, accept_header: str | None, *, gzip: bool = False) -> tuple[bytes, str]:
         """The whole exposition in the format asked for (gzip-compressed if `gzip`)."""
-        if "application/openmetrics-text" in (accept_header or ""):
+        if accepts_openmetrics(accept_header):
             own = openmetrics.exposition.generate_latest(self.registry)  # type: ignore[no-untyped-call]
             content_type = OPENMETRICS_CONTENT_TYPE
         else:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 
 from exporter.config import parse_listen_address
+from exporter.signals import stop_on_signals
 from exporter.simulator import Simulator, describe, serve
 
 
@@ -33,10 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(sim: Simulator, host: str, port: int) -> None:
     runner, base_url = await serve(sim, host, port)
     print(describe(sim, base_url), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

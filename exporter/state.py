@@ -29,7 +29,7 @@ class ContainerSnapshot:
     last_error: str = ""  # the last failure's message, "" after a success
     poll_duration_seconds: float | None = None  # of the last finished poll
     container_type: str = ""  # ATOM, MOLECULE or CLOUD once Boomi has said
-    online: bool | None = None  # False when Boomi reports the runtime OFFLINE; None: not known
+    online: bool | None = None  # False when Boomi reports the container OFFLINE; None: not known
 
 
 @dataclass
@@ -99,10 +99,10 @@ class SnapshotStore:
             self.listeners_version += 1
             self.version += 1
 
-    def set_runtime(
+    def set_container_status(
         self, account_id: str, container_id: str, *, container_type: str, online: bool
     ) -> None:
-        """Record what Boomi's Atom query says of a tracked runtime (others are ignored)."""
+        """Record what Boomi's Atom query says of a tracked container (others are ignored)."""
         old = self._containers.get((account_id, container_id))
         if old is None or (old.container_type, old.online) == (container_type, online):
             return

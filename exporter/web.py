@@ -1,7 +1,8 @@
-"""The exporter's HTTP server: landing page, /metrics, health and readiness.
+"""The exporter's HTTP server: landing page, /metrics, health and readiness, and `start_server`.
 
 Every handler reads the snapshot store or the metrics registry; none of them talks to Boomi, so
-a scrape costs the same whether Boomi is fast, slow or down.
+a scrape costs the same whether Boomi is fast, slow or down. `start_server` is the one place the
+server is bound, for the daemon, the demo and the scrape benchmark alike.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.boomi import LISTENER_STATUSES
 from exporter.metrics import ExporterMetrics
+from exporter.negotiation import accepts_gzip
 from exporter.state import SnapshotStore
 
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
@@ -24,11 +26,15 @@ STORE_KEY = web.AppKey("store", SnapshotStore)
 RELOAD_KEY: web.AppKey[Reload | None] = web.AppKey("reload")
 METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
 
+KEEPALIVE_TIMEOUT_SECONDS = 4.0
+
 
 async def metrics_handler(request: web.Request) -> web.Response:
     """Serve the metrics in text or OpenMetrics format, gzipped when the scraper accepts it."""
-    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    body, content_type = request.app[METRICS_KEY].render(request.headers.get("Accept"), gzip=gzip)
+    # A header given twice counts as one list, as RFC 9110 has it.
+    gzip = accepts_gzip(",".join(request.headers.getall("Accept-Encoding", [])))
+    accept = ",".join(request.headers.getall("Accept", []))
+    body, content_type = request.app[METRICS_KEY].render(accept, gzip=gzip)
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     if gzip:
         headers["Content-Encoding"] = "gzip"
@@ -144,3 +150,27 @@ def create_app(
     if extra_routes is not None:
         extra_routes(app)
     return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port (port 0: any free one); the runner and the port really bound.
+
+    The caller stops the server with `await runner.cleanup()`. Signals are the CLI's business,
+    not aiohttp's.
+    """
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        # Also closes a connection that has not sent complete headers by then (aiohttp has
+        # no other header timeout); scrapers just open a new connection.
+        keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, int(runner.addresses[0][1])

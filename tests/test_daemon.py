@@ -217,6 +217,15 @@ async def test_scrape_formats(sim_server: SimServer, start_exporter: StartExport
     ) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
         assert "Content-Encoding" not in response.headers
+    # Refusals by q-value, over the wire: neither gzip nor OpenMetrics.
+    async with running.session.get(
+        running.url + "/metrics",
+        headers={"Accept": "application/openmetrics-text;q=0", "Accept-Encoding": "gzip;q=0"},
+        auto_decompress=False,
+    ) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert "Content-Encoding" not in response.headers
+        assert "boomi_listener_status{" in (await response.read()).decode()
 
 
 async def test_metrics_never_wait_on_boomi(

@@ -220,7 +220,7 @@ async def test_runtime_going_offline_during_a_poll_is_shown_offline_at_once(
     poller = Poller({ACCOUNT: client}, store, interval_seconds=60, result_timeout_seconds=1.5)
     poll = asyncio.create_task(poller.poll(Target(ACCOUNT, container, "c")))
     await wait_until(lambda: sim_server.count("POST listener_status_query") == 1)
-    store.set_runtime(ACCOUNT, container, container_type="ATOM", online=False)
+    store.set_container_status(ACCOUNT, container, container_type="ATOM", online=False)
     snapshot = store.get(ACCOUNT, container)
     assert snapshot is not None and snapshot.polled and not snapshot.up
     assert snapshot.last_error == OFFLINE_ERROR
@@ -232,7 +232,7 @@ async def test_runtime_going_offline_during_a_poll_is_shown_offline_at_once(
     assert sim_server.count("POST listener_status_query") == 1
     # Back ONLINE: polled again.
     sim_server.account.containers[container].status = "ONLINE"
-    store.set_runtime(ACCOUNT, container, container_type="ATOM", online=True)
+    store.set_container_status(ACCOUNT, container, container_type="ATOM", online=True)
     assert await poller.poll(Target(ACCOUNT, container, "c")) is True
 
 

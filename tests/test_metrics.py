@@ -7,11 +7,13 @@ import gzip
 import time
 from collections.abc import Callable
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import metrics as metrics_module
 from exporter.boomi import ListenerStatus
 from exporter.metrics import ExporterMetrics, SnapshotCollector
 from exporter.state import SnapshotStore
@@ -44,8 +46,8 @@ def store_with_odd_values() -> SnapshotStore:
         duration_seconds=1.25, now=1763840000.123,
     )  # fmt: skip
     store.record_failure("acc", "c2", "boom", duration_seconds=0.5)
-    store.set_runtime("acc", "c1", container_type="MOLECULE", online=True)
-    store.set_runtime("acc", "c2", container_type="ATOM", online=False)
+    store.set_container_status("acc", "c1", container_type="MOLECULE", online=True)
+    store.set_container_status("acc", "c2", container_type="ATOM", online=False)
     store.set_process_names("acc", {"l1": 'Orders "WSS" \\ Listener'})
     return store
 
@@ -73,6 +75,35 @@ def test_renderer_publishes_exactly_what_the_collector_does() -> None:
          ("process_name", 'Orders "WSS" \\ Listener')),
         1.0,
     ) in rendered  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "families", ["LISTENER_FAMILIES", "CONTAINER_FAMILIES", "SNAPSHOT_FAMILIES"]
+)
+def test_reordering_a_family_tuple_changes_no_value(
+    monkeypatch: pytest.MonkeyPatch, families: str
+) -> None:
+    """The family tuples give the exposition order only; every value stays in its family."""
+    store = store_with_odd_values()
+    expected = reference(store)
+    assert samples(ExporterMetrics(store).render(None)[0].decode()) == expected
+    original = getattr(metrics_module, families)
+    reordered = (*original[1:], original[0])
+    monkeypatch.setattr(metrics_module, families, reordered)
+    body = ExporterMetrics(store).render(None)[0].decode()
+    assert samples(body) == expected
+    assert reference(store) == expected  # the collector too
+    if families != "SNAPSHOT_FAMILIES":  # the renderer writes the other two in their order
+        positions = [body.index(f"# HELP {family.name} ") for family in reordered]
+        assert positions == sorted(positions)
+
+
+def test_content_types_name_the_formats_written() -> None:
+    metrics = ExporterMetrics(store_with_odd_values())
+    assert metrics.render(None)[1] == "text/plain; version=0.0.4; charset=utf-8"
+    assert metrics.render(OM_ACCEPT)[1] == (
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )
 
 
 def test_openmetrics_and_gzip() -> None:
@@ -192,10 +223,10 @@ def test_body_matches_an_uncached_rendering_after_every_kind_of_change() -> None
         ),
         "names of another account": lambda: store.set_process_names("other", {"l5": "Orders"}),
         "a name forgotten": lambda: store.forget_process_names("acc", ['l"2']),
-        "a runtime going OFFLINE": lambda: store.set_runtime(
+        "a container going OFFLINE": lambda: store.set_container_status(
             "acc", "c1", container_type="MOLECULE", online=False
         ),
-        "a runtime online": lambda: store.set_runtime(
+        "a container online": lambda: store.set_container_status(
             "other", "c3", container_type="ATOM", online=True
         ),
         "a listener vanishing": lambda: poll("c3", first_poll["c3"][:1]),
@@ -275,7 +306,7 @@ def test_listeners_version_moves_only_when_published_listeners_change() -> None:
     assert moves(lambda: store.record_failure("acc", "c1", "boom", duration_seconds=1)) == (0, 1)
 
     def offline() -> None:
-        store.set_runtime("acc", "c1", container_type="ATOM", online=False)
+        store.set_container_status("acc", "c1", container_type="ATOM", online=False)
 
     assert moves(offline) == (0, 1)
     assert listeners_of_c1() is kept

@@ -22,7 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exporter.config import ConfigError, load_config, parse_config, summarize
+from exporter.check_config import summarize
+from exporter.config import ConfigError, load_config, parse_config
 from tests.conftest import ACCOUNT, SimServer, StartExporter
 
 BOOMI_PASSWORD = "Pw7f3a9cBoomiPassword"
