@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter.boomi import BoomiClient
+from exporter.boomi.settings import ClientSettings
 from exporter.config import AccountConfig, Config, ConfigError, load_config
 from exporter.fleet import FleetRefresher, merge_targets
 from exporter.metrics import ExporterMetrics
@@ -30,32 +31,6 @@ def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
     }
 
 
-def client_for(account: AccountConfig, config: Config, metrics: ExporterMetrics) -> BoomiClient:
-    """A Boomi client for one configured account, instrumented into `metrics`."""
-    return BoomiClient(
-        account.account_id,
-        base_url=account.base_url,
-        username=account.username,
-        password=account.password.get_secret_value(),
-        max_requests_per_second=account.max_requests_per_second,
-        request_timeout_seconds=config.poll.request_timeout_seconds,
-        auth_failure_backoff_seconds=account.auth_failure_backoff_seconds,
-        on_request=metrics.observe_request,
-    )
-
-
-def _client_settings(account: AccountConfig, config: Config) -> tuple[object, ...]:
-    # What a client is built from; a change means a new client (and session).
-    return (
-        account.base_url,
-        account.username,
-        account.password.get_secret_value(),
-        account.max_requests_per_second,
-        account.auth_failure_backoff_seconds,
-        config.poll.request_timeout_seconds,
-    )
-
-
 class Exporter:
     """The running daemon: polls in the background and serves what it learnt over HTTP."""
 
@@ -65,7 +40,9 @@ class Exporter:
         self.store = SnapshotStore()
         self.metrics = ExporterMetrics(self.store)
         self.clients: dict[str, BoomiClient] = {
-            account.account_id: client_for(account, config, self.metrics)
+            account.account_id: ClientSettings.from_config(account, config).build(
+                on_request=self.metrics.observe_request
+            )
             for account in config.accounts
         }
         self.poller = Poller(
@@ -178,14 +155,17 @@ class Exporter:
         restarted: list[str] = []
         for account in new.accounts:
             previous = old_accounts.get(account.account_id)
-            client_changed = previous is None or _client_settings(
-                previous, old
-            ) != _client_settings(account, new)
+            settings = ClientSettings.from_config(account, new)
+            client_changed = (
+                previous is None or ClientSettings.from_config(previous, old) != settings
+            )
             if client_changed:
                 if previous is not None:
                     retired.append(self.clients[account.account_id])
                     restarted.append(account.account_id)
-                self.clients[account.account_id] = client_for(account, new, self.metrics)
+                self.clients[account.account_id] = settings.build(
+                    on_request=self.metrics.observe_request
+                )
             if client_changed or previous != account or old.names != new.names:
                 refresher = self.refreshers.pop(account.account_id, None)
                 if refresher is not None:

@@ -29,15 +29,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.boomi import BoomiClient, BoomiError
+from exporter.boomi.shapes import REMEDIATION_ACTIONS, ListenerStatusName
 from exporter.config import RemediationConfig, WebhookAuthConfig
 from exporter.state import SnapshotStore
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("restart", "pause", "resume")
 ACTION_LABEL = "boomi_action"
 # What each action should leave the listener in, and the states it makes sense from.
-TARGET_STATUS = {"restart": "listening", "pause": "paused", "resume": "listening"}
+TARGET_STATUS: dict[str, ListenerStatusName] = {
+    "restart": "listening",
+    "pause": "paused",
+    "resume": "listening",
+}
 VERIFY_POLL_SECONDS = 5.0
 # Alertmanager sends its small body at once; a client that trickles it only holds a connection.
 BODY_READ_TIMEOUT_SECONDS = 3.0
@@ -129,7 +133,7 @@ class ActionRequest:
     account_id: str
     container_id: str
     listener_id: str
-    action: str  # one of ACTIONS
+    action: str  # one of REMEDIATION_ACTIONS
     fingerprint: str = ""
 
 
@@ -158,7 +162,7 @@ def triage(
     """
     labels = alert.labels
     raw_action = labels.get(ACTION_LABEL, "restart")
-    action = raw_action if raw_action in ACTIONS else ""
+    action = raw_action if raw_action in REMEDIATION_ACTIONS else ""
     if alert.status != "firing":
         return Verdict("ignored_resolved", "the alert is resolved", labels=("", "", "", action))
     container_id, listener_id = labels.get("container_id"), labels.get("listener_id")

@@ -13,10 +13,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from exporter.boomi import BoomiError
+from exporter.boomi.settings import ClientSettings
+from exporter.boomi.shapes import REMEDIATION_ACTIONS
 from exporter.config import ConfigError, load_config
-from exporter.daemon import client_for, containers_by_account
+from exporter.daemon import containers_by_account
 from exporter.metrics import ExporterMetrics
-from exporter.remediation import ACTIONS, ActionRequest, Remediator, precondition_met
+from exporter.remediation import ActionRequest, Remediator, precondition_met
 from exporter.state import SnapshotStore
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, metavar="PATH")
     parser.add_argument("--container", required=True, metavar="ID", help="container id")
     parser.add_argument("--listener", required=True, metavar="ID", help="listener (process) id")
-    parser.add_argument("--action", choices=ACTIONS, default="restart")
+    parser.add_argument("--action", choices=REMEDIATION_ACTIONS, default="restart")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
@@ -52,7 +54,7 @@ async def _run(args: argparse.Namespace, confirm: Callable[[str], bool]) -> int:
         )
         return EXIT_USAGE
     metrics = ExporterMetrics(SnapshotStore())
-    client = client_for(account, config, metrics)
+    client = ClientSettings.from_config(account, config).build(on_request=metrics.observe_request)
     outcomes: list[str] = []
     remediator = Remediator(
         config.remediation,

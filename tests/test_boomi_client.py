@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import time
 from collections.abc import Callable
 
@@ -17,12 +18,22 @@ from exporter.boomi import (
     MalformedResponse,
     RateLimited,
     ResultTimeout,
+    RetryPolicy,
     TokenExpired,
 )
 from exporter.simulator import Faults
 from tests.conftest import ACCOUNT, SimServer
 
 ClientFactory = Callable[..., BoomiClient]
+
+
+def test_backoff_is_bounded_full_jitter() -> None:
+    policy = RetryPolicy(attempts=5, base_delay=0.5, max_delay=4.0)
+    rng = random.Random(1)
+    for attempt, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)]:
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > cap * 0.8  # jitter spreads over the whole range
 
 
 def as_dict(listeners: tuple[object, ...]) -> dict[str, str]:
@@ -392,7 +403,7 @@ async def test_results_are_fetched_when_ready_not_after_every_other_query(
     await asyncio.gather(
         *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
     )
-    learnt = [client._result_delays[c].seconds for c in containers]
+    learnt = [client.result_delays.seconds(c) for c in containers]
     assert all(seconds is not None and seconds < 1.5 for seconds in learnt), learnt
     assert sim_server.count("GET listener_status_result 503") == 0
 

@@ -391,6 +391,7 @@ def test_wheel_holds_the_package_and_the_console_script(wheel: Path) -> None:
         names = set(archive.namelist())
         (entry_points_name,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         entry_points_text = archive.read(entry_points_name).decode()
+    # Subpackages too: a package list in pyproject.toml that names only `exporter` drops them.
     modules = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "exporter").rglob("*.py")}
     assert modules <= names, f"missing from the wheel: {sorted(modules - names)}"
     assert not [n for n in names if n.startswith(("tests/", "deploy/", "scripts/"))]

@@ -14,10 +14,13 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.boomi.shapes import ListenerStatusName, RemediationAction
 from exporter.config.base import StrictModel, error_at, no_repeats, secret_from_file
 
-RemediationAction = Literal["restart", "pause", "resume"]
-ListenerState = Literal["listening", "paused", "errored", "unknown"]
+# The vocabularies are Boomi's, defined once beside the client's parsers.
+ListenerState = ListenerStatusName
+
+__all__ = ["ListenerState", "RemediationAction"]
 
 
 class BasicAuthConfig(StrictModel):
