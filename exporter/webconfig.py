@@ -32,6 +32,7 @@ __all__ = [
     "WebConfigError",
     "load_web_config",
     "parse_web_config",
+    "summarize_web_config",
 ]
 
 TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
@@ -350,3 +351,27 @@ def load_web_config(path: str | Path) -> WebConfig:
     except ValueError:
         raise WebConfigError("the web config file name is not valid") from None
     return parse_web_config(text, base_dir=path.parent)
+
+
+def summarize_web_config(config: WebConfig) -> str:
+    """Describe a valid web config for ``--check-config``, one setting per line, no secret."""
+    tls = config.tls_server_config
+    if tls is None:
+        lines = ["web TLS: off (plain HTTP)"]
+    else:
+        lines = [
+            f"web TLS: on, {tls.min_version} to {tls.max_version},"
+            f" certificate {tls.cert_file}, key {tls.key_file} (re-read when they change)",
+            f"  client certificates: {tls.client_auth_type}"
+            + (f", trusted CAs in {tls.client_ca_file}" if tls.client_ca_file else ""),
+        ]
+    users = sorted(config.basic_auth_users)
+    lines.append(
+        f"web basic auth: {len(users)} user(s): {', '.join(users)}"
+        if users
+        else "web basic auth: off"
+    )
+    headers = config.http_server_config.headers
+    if headers:
+        lines.append("web headers: " + ", ".join(headers))
+    return "\n".join(lines)

@@ -8,7 +8,13 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.webconfig import (
+    WebConfig,
+    WebConfigError,
+    load_web_config,
+    parse_web_config,
+    summarize_web_config,
+)
 
 # A real bcrypt hash (cost 4 keeps the tests fast); its password is "secret".
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
@@ -261,3 +267,37 @@ def test_several_problems_are_one_line_each() -> None:
         "bar: unknown key",
         "foo: unknown key",
     ]
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "web-config.example.yml"
+
+
+def test_the_shipped_example_is_valid_and_its_hash_is_of_the_documented_password() -> None:
+    config = load_web_config(EXAMPLE)
+    assert config.tls_server_config is not None
+    assert config.tls_server_config.cert_file == EXAMPLE.parent / "tls.crt"
+    assert config.http_server_config.headers["X-Content-Type-Options"] == "nosniff"
+    hashed = config.basic_auth_users["prometheus"]
+    assert bcrypt.checkpw(b"change-me", hashed.encode())
+    assert '"change-me"' in EXAMPLE.read_text()
+
+
+def test_the_summary_names_settings_but_no_hash() -> None:
+    config = parse(
+        f"""
+        tls_server_config:
+          cert_file: server.crt
+          key_file: server.key
+          client_auth_type: RequireAndVerifyClientCert
+          client_ca_file: ca.pem
+        http_server_config: {{headers: {{X-Frame-Options: deny}}}}
+        basic_auth_users: {{prometheus: '{HASH}'}}
+        """
+    )
+    summary = summarize_web_config(config)
+    assert "web TLS: on, TLS12 to TLS13" in summary
+    assert "RequireAndVerifyClientCert, trusted CAs in /etc/exporter/ca.pem" in summary
+    assert "web basic auth: 1 user(s): prometheus" in summary
+    assert "web headers: X-Frame-Options" in summary
+    assert HASH not in summary
+    assert summarize_web_config(parse("")) == "web TLS: off (plain HTTP)\nweb basic auth: off"
