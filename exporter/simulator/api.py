@@ -149,6 +149,7 @@ class BoomiApi:
     def status_query(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST async/ListenerStatus/query: a token whose result settles after the result delay."""
         container_id, listener_id = parse_listener_status_filter(decode_json_body(body))
         # docs/boomi-api.md leaves a query for a container the account does not have undefined:
         # an error, a settled empty result and one that never settles are all plausible. The
@@ -172,6 +173,7 @@ class BoomiApi:
     def status_result(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """GET async/ListenerStatus/response/{token}: unsettled, the rows, or gone."""
         record = self._tokens.get(request.match_info["token"])
         if record is None or record.account_id != account.account_id:
             return error(410, "The async token is unknown or no longer valid.")
@@ -236,6 +238,7 @@ class BoomiApi:
     def change_status(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST changeListenerStatus: accept a restart, pause or resume; it takes effect later."""
         document = decode_json_body(body)
         if not isinstance(document, dict):
             raise BadRequest("The request body must be a JSON object.")
@@ -274,6 +277,7 @@ class BoomiApi:
     def atom_query(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST Atom/query: the account's containers as Atoms, filtered and paged."""
         conditions = parse_query_filter(decode_json_body(body), ATOM_PROPERTIES)
         atoms: list[dict[str, object]] = [
             {
@@ -296,11 +300,13 @@ class BoomiApi:
     def atom_query_more(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST Atom/queryMore: the next page of an Atom query."""
         return self._next_page("Atom", account, body)
 
     def process_query(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST Process/query: the listeners' processes, filtered and paged."""
         conditions = parse_query_filter(decode_json_body(body), PROCESS_PROPERTIES)
         processes = [
             self._process_json(listener)
@@ -312,11 +318,13 @@ class BoomiApi:
     def process_query_more(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST Process/queryMore: the next page of a Process query."""
         return self._next_page("Process", account, body)
 
     def process_bulk(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """POST Process/bulk: processes by id, one response entry each."""
         document = decode_json_body(body)
         if not isinstance(document, dict):
             raise BadRequest("The request body must be a JSON object.")
@@ -346,6 +354,7 @@ class BoomiApi:
     def unknown_route(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
+        """Any other path under an account: 404."""
         return error(404, f"No such API object or operation: {request.method} {request.path}.")
 
     # -- helpers -----------------------------------------------------------------------------

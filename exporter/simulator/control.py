@@ -8,7 +8,7 @@ into its JSON error answer, so each handler reads as the happy path.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .server import Simulator
 
 CONTROL_PREFIX: Final = "/__simulator"
+
+T = TypeVar("T")
 
 
 class ControlError(Exception):
@@ -168,13 +170,7 @@ class ControlApi:
                 raise ControlError(404, f"listener {listener_id} not found in {account_id}")
             return account.listeners[listener_id]
         found = [a.listeners[listener_id] for a in accounts.values() if listener_id in a.listeners]
-        if not found:
-            raise ControlError(404, f"listener {listener_id} not found")
-        if len(found) > 1:
-            raise ControlError(
-                400, f"listener {listener_id} is in several accounts: give account_id"
-            )
-        return found[0]
+        return _only(found, f"listener {listener_id}")
 
     def _find_container(self, container_id: str, account_id: object) -> SimContainer:
         """A container by id; raise ControlError if not exactly one."""
@@ -183,10 +179,13 @@ class ControlApi:
             for a in self._sim.accounts.values()
             if container_id in a.containers and (account_id is None or a.account_id == account_id)
         ]
-        if not candidates:
-            raise ControlError(404, f"container {container_id} not found")
-        if len(candidates) > 1:
-            raise ControlError(
-                400, f"container {container_id} is in several accounts: give account_id"
-            )
-        return candidates[0]
+        return _only(candidates, f"container {container_id}")
+
+
+def _only(found: list[T], what: str) -> T:
+    """The one item found; ControlError if there is none, or one in each of several accounts."""
+    if not found:
+        raise ControlError(404, f"{what} not found")
+    if len(found) > 1:
+        raise ControlError(400, f"{what} is in several accounts: give account_id")
+    return found[0]
