@@ -1,0 +1,411 @@
+"""The Boomi API handlers of the simulator, with their route table.
+
+Each handler answers one call described in docs/boomi-api.md under
+``/api/rest/v1/{accountId}``: the asynchronous ListenerStatus query and its result,
+changeListenerStatus, Atom and Process queries with paging, and Process/bulk. Handlers are
+synchronous, so nothing interleaves while the world is read or changed; auth, the rate limit
+and faults are applied around them by the server.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from .faults import FaultDraw
+from .wire import (
+    BadRequest,
+    decode_json_body,
+    matches,
+    parse_listener_status_filter,
+    parse_query_filter,
+)
+from .world import ACTIONS, SimAccount, SimListener, World
+
+PAGE_SIZE: Final = 100
+BULK_LIMIT: Final = 100
+RUNTIME_VERSION: Final = "25.01.1"
+
+# Atom filter property -> SimContainer attribute. docs/boomi-api.md also lists "capabilities",
+# which the simulator does not model; asking for it is a 400 like any other unknown property.
+ATOM_PROPERTIES: Final = {
+    "id": "container_id",
+    "name": "name",
+    "status": "status",
+    "type": "type",
+    "hostname": "host_name",
+}
+PROCESS_PROPERTIES: Final = frozenset({"id", "name"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An API answer before rendering; body None means an empty body."""
+
+    status: int
+    body: Mapping[str, object] | None = None
+    raw_json: str | None = None  # served verbatim as application/json (malformed fault)
+    force_xml: bool = False
+
+
+def error(status: int, message: str) -> Answer:
+    """An answer with Boomi's Error body."""
+    return Answer(status, {"@type": "Error", "message": message})
+
+
+Handler = Callable[[web.Request, SimAccount, bytes, FaultDraw], Answer]
+
+
+@dataclass
+class _ListenerStatusToken:
+    account_id: str
+    container_id: str
+    listener_id: str | None
+    issued_at: float
+    never_settles: bool
+    consumed: bool = False
+
+
+@dataclass(frozen=True)
+class _QueryPage:
+    """A page of a paged query, reachable by its queryToken; reusable until pruned."""
+
+    kind: str  # "Atom" or "Process": a token only works on its own queryMore route
+    account_id: str
+    items: list[dict[str, object]]
+    total: int
+    next_token: str | None
+    issued_at: float
+
+
+class BoomiApi:
+    """The handlers of the simulated Boomi API, and the tokens and pages they have issued."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        rng: random.Random,
+        clock: Callable[[], float],
+        result_delay_seconds: float,
+        token_ttl_seconds: float,
+    ) -> None:
+        self.result_delay_seconds = result_delay_seconds
+        self.token_ttl_seconds = token_ttl_seconds
+        self._world = world
+        self._rng = rng
+        self._clock = clock
+        self._tokens: dict[str, _ListenerStatusToken] = {}
+        self._query_pages: dict[str, _QueryPage] = {}
+        self._next_prune = clock() + token_ttl_seconds
+
+    def routes(self) -> list[tuple[str, str, str, Handler]]:
+        """(method, path under the account, route name for the counters, handler)."""
+        return [
+            ("POST", "/async/ListenerStatus/query", "listener_status_query", self.status_query),
+            ("POST", "/ListenerStatus/query/async", "listener_status_query", self.status_query),
+            (
+                "GET",
+                "/async/ListenerStatus/response/{token}",
+                "listener_status_result",
+                self.status_result,
+            ),
+            ("POST", "/changeListenerStatus", "change_listener_status", self.change_status),
+            ("POST", "/Atom/query", "atom_query", self.atom_query),
+            ("POST", "/Atom/queryMore", "atom_query_more", self.atom_query_more),
+            ("POST", "/Process/query", "process_query", self.process_query),
+            ("POST", "/Process/queryMore", "process_query_more", self.process_query_more),
+            ("POST", "/Process/bulk", "process_bulk", self.process_bulk),
+            # Anything else under an account answers 404 after the same rate limit and auth
+            # as every call, so a client calling a wrong path still spends its budget.
+            ("*", "/{tail:.*}", "unknown", self.unknown_route),
+        ]
+
+    def container_of(
+        self, route_name: str, account: SimAccount, body: bytes, request: web.Request
+    ) -> str | None:
+        """The container a request is about, for faults limited to some containers."""
+        try:
+            if route_name == "listener_status_query":
+                return parse_listener_status_filter(decode_json_body(body))[0]
+            if route_name == "change_listener_status":
+                document = decode_json_body(body)
+                if isinstance(document, dict) and isinstance(document.get("containerId"), str):
+                    return str(document["containerId"])
+            if route_name == "listener_status_result":
+                record = self._tokens.get(request.match_info["token"])
+                if record is not None and record.account_id == account.account_id:
+                    return record.container_id
+        except BadRequest:
+            pass  # a bad body is answered 400 by the handler, without faults
+        return None
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def status_query(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST async/ListenerStatus/query: a token whose result settles after the result delay."""
+        container_id, listener_id = parse_listener_status_filter(decode_json_body(body))
+        # docs/boomi-api.md leaves a query for a container the account does not have undefined:
+        # an error, a settled empty result and one that never settles are all plausible. The
+        # simulator answers with a token that settles empty after the usual delay, so clients
+        # meet the settled-empty quirk here too and must not mistake it for a failure.
+        now = self._clock()
+        self._prune(now)
+        token = f"ListenerStatus-{self._world.new_id()}"
+        self._tokens[token] = _ListenerStatusToken(
+            account.account_id, container_id, listener_id, now, draw.never_settle
+        )
+        return Answer(
+            200,
+            {
+                "@type": "AsyncOperationTokenResult",
+                "asyncToken": {"@type": "AsyncToken", "token": token},
+                "responseStatusCode": 202,
+            },
+        )
+
+    def status_result(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """GET async/ListenerStatus/response/{token}: unsettled, the rows, or gone."""
+        record = self._tokens.get(request.match_info["token"])
+        if record is None or record.account_id != account.account_id:
+            return error(410, "The async token is unknown or no longer valid.")
+        if draw.gone_status == 204:
+            return Answer(204)
+        if draw.gone_status == 410:
+            return error(410, "The async token is no longer valid.")
+        now = self._clock()
+        if record.consumed or now - record.issued_at >= self.token_ttl_seconds:
+            return Answer(204)
+        container = account.containers.get(record.container_id)
+        settled = (
+            not record.never_settles
+            and now - record.issued_at >= self.result_delay_seconds
+            # A runtime that is offline never answers the platform's question.
+            and (container is None or container.status != "OFFLINE")
+        )
+        if not settled:
+            # Both HTTP statuses occur for an unsettled answer; clients must read the body.
+            return Answer(
+                200 if self._rng.random() < 0.5 else 202,
+                {
+                    "@type": "AsyncOperationResult",
+                    "result": [
+                        {"@type": "AsyncOperationStatus", "message": "Connecting to runtime..."}
+                    ],
+                    "responseStatusCode": 202,
+                },
+            )
+        self._world.apply_due_effects()
+        record.consumed = True
+        rows: list[dict[str, object]] = []
+        for listener in account.listeners.values():
+            if listener.container_id != record.container_id:
+                continue
+            if record.listener_id is not None and listener.listener_id != record.listener_id:
+                continue
+            row: dict[str, object] = {
+                "@type": "ListenerStatus",
+                "listenerId": listener.listener_id,
+                "status": listener.status,
+            }
+            if listener.connector_type is not None:
+                row["connectorType"] = listener.connector_type
+            rows.append(row)
+        if not rows:
+            # The documented quirk: settled but empty comes back as 202 without rows.
+            return Answer(
+                202,
+                {"@type": "AsyncOperationResult", "numberOfResults": 0, "responseStatusCode": 202},
+            )
+        return Answer(
+            200,
+            {
+                "@type": "AsyncOperationResult",
+                "result": rows,
+                "numberOfResults": len(rows),
+                "responseStatusCode": 200,
+            },
+        )
+
+    def change_status(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST changeListenerStatus: accept a restart, pause or resume; it takes effect later."""
+        document = decode_json_body(body)
+        if not isinstance(document, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        action = document.get("action")
+        container_id = document.get("containerId")
+        listener_id = document.get("listenerId")
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise BadRequest(f"Unknown action {action!r}; expected one of {', '.join(ACTIONS)}.")
+        if not isinstance(container_id, str) or not container_id:
+            raise BadRequest("containerId is required.")
+        if container_id not in account.containers:
+            raise BadRequest(
+                f"Container {container_id} does not exist in account {account.account_id}."
+            )
+        if action.endswith("_all"):
+            if listener_id is not None:
+                raise BadRequest(
+                    f"The {action} action applies to every listener of the container; "
+                    "omit listenerId."
+                )
+        else:
+            if not isinstance(listener_id, str) or not listener_id:
+                raise BadRequest(f"listenerId is required for the {action} action.")
+            listener = account.listeners.get(listener_id)
+            if listener is None:
+                raise BadRequest(
+                    f"Listener {listener_id} does not exist in account {account.account_id}."
+                )
+            if listener.container_id != container_id:
+                raise BadRequest(
+                    f"Listener {listener_id} is not deployed on container {container_id}."
+                )
+        self._world.accept_action(account.account_id, container_id, listener_id, action)
+        return Answer(200)
+
+    def atom_query(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Atom/query: the account's containers as Atoms, filtered and paged."""
+        conditions = parse_query_filter(decode_json_body(body), ATOM_PROPERTIES)
+        atoms: list[dict[str, object]] = [
+            {
+                "@type": "Atom",
+                "id": container.container_id,
+                "name": container.name,
+                "status": container.status,
+                "type": container.type,
+                "hostName": container.host_name,
+                "currentVersion": RUNTIME_VERSION,
+            }
+            for container in account.containers.values()
+            if matches(
+                conditions,
+                {prop: getattr(container, attr) for prop, attr in ATOM_PROPERTIES.items()},
+            )
+        ]
+        return self._first_page("Atom", account, atoms)
+
+    def atom_query_more(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Atom/queryMore: the next page of an Atom query."""
+        return self._next_page("Atom", account, body)
+
+    def process_query(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Process/query: the listeners' processes, filtered and paged."""
+        conditions = parse_query_filter(decode_json_body(body), PROCESS_PROPERTIES)
+        processes = [
+            self._process_json(listener)
+            for listener in account.listeners.values()
+            if matches(conditions, {"id": listener.listener_id, "name": listener.process_name})
+        ]
+        return self._first_page("Process", account, processes)
+
+    def process_query_more(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Process/queryMore: the next page of a Process query."""
+        return self._next_page("Process", account, body)
+
+    def process_bulk(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Process/bulk: processes by id, one response entry each."""
+        document = decode_json_body(body)
+        if not isinstance(document, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        if document.get("type") != "GET":
+            raise BadRequest('A bulk request needs "type": "GET".')
+        requested = document.get("request")
+        if not isinstance(requested, list):
+            raise BadRequest('A bulk request needs a request list of {"id": ...} objects.')
+        if len(requested) > BULK_LIMIT:
+            raise BadRequest(
+                f"A bulk request takes at most {BULK_LIMIT} ids, not {len(requested)}."
+            )
+        responses: list[dict[str, object]] = []
+        for index, item in enumerate(requested):
+            process_id = item.get("id") if isinstance(item, dict) else None
+            entry: dict[str, object] = {"@type": "BulkResponse", "index": index, "id": process_id}
+            listener = account.listeners.get(process_id) if isinstance(process_id, str) else None
+            if listener is None:
+                entry["statusCode"] = 400
+                entry["ErrorMessage"] = f"Process {process_id} does not exist."
+            else:
+                entry["statusCode"] = 200
+                entry["Result"] = self._process_json(listener)
+            responses.append(entry)
+        return Answer(200, {"@type": "BulkResult", "response": responses})
+
+    def unknown_route(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """Any other path under an account: 404."""
+        return error(404, f"No such API object or operation: {request.method} {request.path}.")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _process_json(listener: SimListener) -> dict[str, object]:
+        return {"@type": "Process", "id": listener.listener_id, "name": listener.process_name}
+
+    def _first_page(self, kind: str, account: SimAccount, items: list[dict[str, object]]) -> Answer:
+        now = self._clock()
+        self._prune(now)
+        pages = [items[start : start + PAGE_SIZE] for start in range(0, len(items), PAGE_SIZE)]
+        next_token: str | None = None
+        # Later pages are registered back to front so each knows the token of the one after.
+        for page in reversed(pages[1:]):
+            token = self._world.new_id().replace("-", "")
+            self._query_pages[token] = _QueryPage(
+                kind, account.account_id, page, len(items), next_token, now
+            )
+            next_token = token
+        return Answer(200, self._query_result(pages[0] if pages else [], len(items), next_token))
+
+    def _next_page(self, kind: str, account: SimAccount, body: bytes) -> Answer:
+        token = body.decode("utf-8", errors="replace").strip()
+        page = self._query_pages.get(token)
+        if page is None or page.kind != kind or page.account_id != account.account_id:
+            raise BadRequest(f"Unknown or expired queryToken for {kind}/queryMore.")
+        return Answer(200, self._query_result(page.items, page.total, page.next_token))
+
+    @staticmethod
+    def _query_result(
+        items: list[dict[str, object]], total: int, next_token: str | None
+    ) -> dict[str, object]:
+        result: dict[str, object] = {
+            "@type": "QueryResult",
+            "result": items,
+            "numberOfResults": total,
+        }
+        if next_token is not None:
+            result["queryToken"] = next_token
+        return result
+
+    def _prune(self, now: float) -> None:
+        """Forget tokens long past their lifetime, so a long demo run does not grow forever.
+
+        Once forgotten, a ListenerStatus token answers 410 like one never issued, which
+        docs/boomi-api.md allows for; until then an expired one answers 204.
+        """
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self.token_ttl_seconds
+        horizon = now - 2 * self.token_ttl_seconds
+        self._tokens = {t: r for t, r in self._tokens.items() if r.issued_at >= horizon}
+        self._query_pages = {t: p for t, p in self._query_pages.items() if p.issued_at >= horizon}

@@ -1,0 +1,133 @@
+"""Fault injection for the simulator: which faults are in force, and the draw for one request.
+
+Errors, throttling, garbage, latency, dropped connections and lost tokens come from the
+simulator's seeded generator, so a run is reproducible for a given seed and request order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass
+class Faults:
+    """Faults to inject into API answers; every rate is a probability from 0 to 1.
+
+    Draws come from the simulator's seeded generator, once per request and fault kind with a
+    non-zero rate, in a fixed order, so a run is reproducible for a seed and request order.
+    Dropped, throttled, 5xx and malformed answers replace the request: it is not handled.
+    """
+
+    error_5xx_rate: float = 0.0  # 500 or 502 with an Error body
+    throttle_rate: float = 0.0  # 503 as if over the rate limit (counted as throttled)
+    malformed_rate: float = 0.0  # 200 with a truncated, invalid JSON body
+    xml_rate: float = 0.0  # XML although JSON was asked for
+    slow_rate: float = 0.0  # delay the answer by slow_seconds (real time)
+    slow_seconds: float = 0.0
+    never_settle_rate: float = 0.0  # a new ListenerStatus token that never settles
+    drop_rate: float = 0.0  # close the connection without an answer
+    gone_rate: float = 0.0  # a result GET answers 204 or 410 although the result exists
+    retry_after_seconds: float | None = None  # if set, every 503 carries Retry-After
+    # None: every API request; otherwise only ListenerStatus query/result and
+    # changeListenerStatus for these containers.
+    container_ids: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            if spec.name.endswith("_rate"):
+                rate = getattr(self, spec.name)
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError(f"{spec.name} must be between 0 and 1, not {rate!r}")
+        if self.slow_seconds < 0:
+            raise ValueError(f"slow_seconds must not be negative, not {self.slow_seconds!r}")
+        if self.retry_after_seconds is not None and self.retry_after_seconds < 0:
+            raise ValueError(
+                f"retry_after_seconds must not be negative, not {self.retry_after_seconds!r}"
+            )
+
+    @classmethod
+    def from_json(cls, document: object) -> Faults:
+        """Build Faults from a control-API body; raise ValueError naming the bad field."""
+        if not isinstance(document, dict):
+            raise ValueError("the faults must be a JSON object")
+        known = {spec.name for spec in dataclasses.fields(cls)}
+        unknown = sorted(set(document) - known)
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
+        for name, value in document.items():
+            if name == "container_ids":
+                if value is not None and not (
+                    isinstance(value, list) and all(isinstance(item, str) for item in value)
+                ):
+                    raise ValueError("container_ids must be a list of strings or null")
+            elif name == "retry_after_seconds" and value is None:
+                continue
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, not {value!r}")
+        return cls(**document)
+
+
+@dataclass(frozen=True)
+class FaultDraw:
+    """What the fault generator decided for one request."""
+
+    drop: bool = False
+    throttle: bool = False
+    error_status: int | None = None
+    malformed: bool = False
+    delay_seconds: float = 0.0
+    xml: bool = False
+    never_settle: bool = False
+    gone_status: int | None = None
+
+
+NO_FAULTS: Final = FaultDraw()
+
+
+def draw_faults(
+    faults: Faults,
+    rng: random.Random,
+    route_name: str,
+    container_of: Callable[[], str | None],
+) -> FaultDraw:
+    """The faults for one request to ``route_name``.
+
+    ``container_of`` tells which container the request is about; it is only asked when the
+    faults are limited to some containers.
+    """
+    if faults.container_ids is not None:
+        container_id = container_of()
+        if container_id is None or container_id not in faults.container_ids:
+            return NO_FAULTS
+
+    def happens(rate: float) -> bool:
+        # No draw at all for a zero rate, so that configuring no faults leaves the
+        # sequence of tokens and ids exactly as without fault support.
+        return rate > 0 and rng.random() < rate
+
+    drop = happens(faults.drop_rate)
+    throttle = happens(faults.throttle_rate)
+    error_status = None
+    if happens(faults.error_5xx_rate):
+        error_status = 500 if rng.random() < 0.5 else 502
+    malformed = happens(faults.malformed_rate)
+    delay_seconds = faults.slow_seconds if happens(faults.slow_rate) else 0.0
+    xml = happens(faults.xml_rate)
+    never_settle = route_name == "listener_status_query" and happens(faults.never_settle_rate)
+    gone_status = None
+    if route_name == "listener_status_result" and happens(faults.gone_rate):
+        gone_status = 204 if rng.random() < 0.5 else 410
+    return FaultDraw(
+        drop=drop,
+        throttle=throttle,
+        error_status=error_status,
+        malformed=malformed,
+        delay_seconds=delay_seconds,
+        xml=xml,
+        never_settle=never_settle,
+        gone_status=gone_status,
+    )

@@ -1,0 +1,163 @@
+"""The simulator's wire helpers: QueryFilter bodies, Basic auth, JSON bodies and Boomi's XML.
+
+Pure functions, no aiohttp: what a request body or header means, and how an answer looks when
+rendered as XML. The shapes follow docs/boomi-api.md, as the simulator reads it on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection, Iterable, Mapping
+from typing import Final
+from xml.sax.saxutils import escape, quoteattr
+
+LISTENER_STATUS_PROPERTIES: Final = frozenset({"containerId", "listenerId"})
+
+_XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+_BNS_NAMESPACE: Final = "http://api.platform.boomi.com/"
+_XSI_NAMESPACE: Final = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+class BadRequest(ValueError):
+    """A request body the API rejects with 400; the message is what the client is told."""
+
+
+def decode_json_body(body: bytes) -> object:
+    """The JSON document in a request body, or None for an empty body."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("The request body is not valid JSON.") from exc
+
+
+def parse_query_filter(document: object, properties: Collection[str]) -> list[tuple[str, str]]:
+    """The EQUALS conditions of a ``{"QueryFilter": {"expression": ...}}`` body.
+
+    Every returned (property, value) pair must hold. Supports EQUALS and "and" with
+    ``nestedExpression``, nested to any depth, which is all this project's client sends.
+    No body, no QueryFilter or no expression means no condition. Unknown keys are ignored
+    (the official SDK sends "@type"); an unknown property or operator raises BadRequest.
+    """
+    if document is None:
+        return []
+    if not isinstance(document, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    query_filter = document.get("QueryFilter")
+    if query_filter is None:
+        return []
+    if not isinstance(query_filter, dict):
+        raise BadRequest("QueryFilter must be an object.")
+    expression = query_filter.get("expression")
+    if expression is None:
+        return []
+    return _equals_conditions(expression, properties)
+
+
+def _equals_conditions(expression: object, properties: Collection[str]) -> list[tuple[str, str]]:
+    if not isinstance(expression, dict):
+        raise BadRequest("A filter expression must be an object.")
+    operator = expression.get("operator")
+    if not isinstance(operator, str):
+        raise BadRequest("A filter expression needs an operator.")
+    if operator.lower() == "and":
+        nested = expression.get("nestedExpression")
+        # A lone nested expression sometimes arrives as an object rather than a list when
+        # clients convert from XML; both mean the same.
+        if isinstance(nested, dict):
+            nested = [nested]
+        if not isinstance(nested, list) or not nested:
+            raise BadRequest("An 'and' expression needs a non-empty nestedExpression list.")
+        return [condition for item in nested for condition in _equals_conditions(item, properties)]
+    if operator.upper() != "EQUALS":
+        raise BadRequest(f"Operator {operator!r} is not supported here; use EQUALS or and.")
+    name = expression.get("property")
+    if not isinstance(name, str) or name not in properties:
+        expected = ", ".join(sorted(properties))
+        raise BadRequest(f"Unknown filter property {name!r}; expected one of: {expected}.")
+    argument = expression.get("argument")
+    if not (isinstance(argument, list) and len(argument) == 1 and isinstance(argument[0], str)):
+        raise BadRequest(f"EQUALS on {name} takes exactly one string argument.")
+    return [(name, argument[0])]
+
+
+def parse_listener_status_filter(document: object) -> tuple[str, str | None]:
+    """The (containerId, listenerId or None) a ListenerStatus query asks for."""
+    conditions = parse_query_filter(document, LISTENER_STATUS_PROPERTIES)
+    container_ids = [value for name, value in conditions if name == "containerId"]
+    listener_ids = [value for name, value in conditions if name == "listenerId"]
+    if len(container_ids) != 1:
+        raise BadRequest("A ListenerStatus query needs exactly one containerId EQUALS condition.")
+    if len(listener_ids) > 1:
+        raise BadRequest("A ListenerStatus query takes at most one listenerId condition.")
+    return container_ids[0], listener_ids[0] if listener_ids else None
+
+
+def parse_basic_auth(header: str) -> tuple[str, str] | None:
+    """The (username, password) of an HTTP Basic Authorization header, or None if it is not one."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, colon, password = decoded.partition(":")
+    return (username, password) if colon else None
+
+
+def matches(conditions: Iterable[tuple[str, str]], fields: Mapping[str, str]) -> bool:
+    """Whether an object's filterable fields meet every EQUALS condition."""
+    return all(fields[name] == value for name, value in conditions)
+
+
+def wants_json(accept: str) -> bool:
+    """Whether an Accept header asks for JSON; anything else gets Boomi's default, XML."""
+    return "application/json" in accept.lower()
+
+
+def render_xml(document: Mapping[str, object]) -> str:
+    """Render an API object the way Boomi's XML answers look.
+
+    The root element is ``bns:<@type>``; scalar fields become attributes, objects and list
+    items become child elements named after their key, typed with ``xsi:type``.
+    """
+    root_type = document.get("@type")
+    tag = f"bns:{root_type if isinstance(root_type, str) else 'Result'}"
+    namespaces = f' xmlns:bns="{_BNS_NAMESPACE}" xmlns:xsi="{_XSI_NAMESPACE}"'
+    return _XML_DECLARATION + _xml_element(tag, document, namespaces)
+
+
+def _xml_element(tag: str, document: Mapping[str, object], extra_attributes: str = "") -> str:
+    attributes = [extra_attributes] if extra_attributes else []
+    children: list[str] = []
+    for key, value in document.items():
+        if key == "@type" or value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list | dict):
+            children.extend(_xml_child(key, item) for item in items)
+        else:
+            attributes.append(f" {key}={quoteattr(_xml_scalar(value))}")
+    opening = f"<{tag}{''.join(attributes)}"
+    if not children:
+        return opening + "/>"
+    return f"{opening}>{''.join(children)}</{tag}>"
+
+
+def _xml_child(key: str, value: object) -> str:
+    tag = f"bns:{key}"
+    if isinstance(value, dict):
+        typed = value.get("@type")
+        type_attribute = f' xsi:type="bns:{escape(typed)}"' if isinstance(typed, str) else ""
+        return _xml_element(tag, value, type_attribute)
+    return f"<{tag}>{escape(_xml_scalar(value))}</{tag}>"
+
+
+def _xml_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

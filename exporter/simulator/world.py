@@ -1,0 +1,321 @@
+"""The simulated Boomi world: accounts, their containers and listeners, and what actions do.
+
+No HTTP here: the world is built, read and changed by plain method calls. Delayed effects of
+changeListenerStatus are applied lazily when the world is read, so a fake clock drives them
+without sleeping. The listener actions and statuses are the simulator's own deliberate copy of
+docs/boomi-api.md, not the client's: the fake must not share the client's beliefs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Final
+
+ACTIONS: Final = ("restart", "restart_all", "pause", "pause_all", "resume", "resume_all")
+
+
+@dataclass
+class SimListener:
+    """A listener process deployed on one container; its id is also its process id."""
+
+    listener_id: str
+    container_id: str
+    # The raw value served: normally listening, paused or errored, but anything goes, so that
+    # tests can check how clients cope with values such as "UNSUPPORTED".
+    status: str
+    connector_type: str | None = "wss"  # None: the key is omitted from answers
+    process_name: str = ""
+
+
+@dataclass
+class SimContainer:
+    """A runtime (Atom, Molecule or Cloud) that hosts listeners."""
+
+    container_id: str
+    name: str
+    type: str = "MOLECULE"  # ATOM | MOLECULE | CLOUD
+    status: str = "ONLINE"  # ONLINE | OFFLINE | WARNING | UNKNOWN
+    host_name: str = ""
+
+
+@dataclass
+class SimAccount:
+    """A Boomi account: credentials, rate limit, and the containers and listeners it owns."""
+
+    account_id: str
+    # The plain user; "BOOMI_TOKEN.<username>" with api_token as password is accepted too.
+    username: str
+    password: str
+    api_token: str
+    rate_limit_rps: float = 10.0
+    containers: dict[str, SimContainer] = field(default_factory=dict)
+    listeners: dict[str, SimListener] = field(default_factory=dict)  # ids unique per account
+
+    def accepts(self, username: str, password: str) -> bool:
+        """Whether these Basic credentials belong to this account."""
+        if username == self.username:
+            return password == self.password
+        return username == f"BOOMI_TOKEN.{self.username}" and password == self.api_token
+
+
+@dataclass(frozen=True)
+class _PendingEffect:
+    due: float
+    account_id: str
+    container_id: str
+    listener_id: str | None  # None: every listener of the container (the *_all actions)
+    action: str
+
+
+def effect_of(action: str, status: str) -> str:
+    """A listener's status once a restart, pause or resume has taken effect."""
+    if action == "pause":
+        return "paused"
+    if action == "resume":
+        return "listening" if status == "paused" else status
+    # Restarting a paused listener leaves it paused (Boomi's Listeners panel documents this).
+    return status if status == "paused" else "listening"
+
+
+class World:
+    """Every simulated account, with the listener actions accepted and not yet in effect."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        clock: Callable[[], float],
+        restart_delay_seconds: float,
+    ) -> None:
+        self.restart_delay_seconds = restart_delay_seconds
+        self._clock = clock
+        self._rng = rng
+        self._accounts: dict[str, SimAccount] = {}
+        self._pending: list[_PendingEffect] = []
+        self.change_log: list[dict[str, object]] = []
+
+    @property
+    def accounts(self) -> dict[str, SimAccount]:
+        """Every account by id, with delayed listener effects that are due applied."""
+        self.apply_due_effects()
+        return self._accounts
+
+    def account(self, account_id: str) -> SimAccount:
+        """The account with this id; KeyError naming it if there is none."""
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            raise KeyError(f"account {account_id} does not exist") from None
+
+    def new_id(self) -> str:
+        """A UUID from the seeded generator, so ids are the same for the same seed."""
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    # -- building the world ------------------------------------------------------------------
+
+    def add_account(
+        self,
+        account_id: str,
+        *,
+        username: str = "demo@example.com",
+        password: str = "demo-password",
+        api_token: str = "demo-api-token",
+        rate_limit_rps: float = 10.0,
+    ) -> SimAccount:
+        """Add an empty account; raise ValueError if the id is taken or the rate is not positive."""
+        if account_id in self._accounts:
+            raise ValueError(f"account {account_id} already exists")
+        if rate_limit_rps <= 0:
+            raise ValueError(f"rate_limit_rps must be positive, not {rate_limit_rps!r}")
+        account = SimAccount(account_id, username, password, api_token, rate_limit_rps)
+        self._accounts[account_id] = account
+        return account
+
+    def add_container(
+        self,
+        account_id: str,
+        container_id: str,
+        name: str,
+        *,
+        type: str = "MOLECULE",
+        status: str = "ONLINE",
+        host_name: str = "",
+    ) -> SimContainer:
+        """Add a container to an account; KeyError for an unknown account."""
+        account = self.account(account_id)
+        if container_id in account.containers:
+            raise ValueError(f"container {container_id} already exists in account {account_id}")
+        container = SimContainer(container_id, name, type, status, host_name)
+        account.containers[container_id] = container
+        return container
+
+    def add_listener(
+        self,
+        account_id: str,
+        container_id: str,
+        listener_id: str,
+        *,
+        status: str = "listening",
+        connector_type: str | None = "wss",
+        process_name: str = "",
+    ) -> SimListener:
+        """Deploy a listener on a container; listener ids are unique per account."""
+        account = self.account(account_id)
+        if container_id not in account.containers:
+            raise KeyError(f"container {container_id} is not in account {account_id}")
+        if listener_id in account.listeners:
+            raise ValueError(f"listener {listener_id} already exists in account {account_id}")
+        listener = SimListener(listener_id, container_id, status, connector_type, process_name)
+        account.listeners[listener_id] = listener
+        return listener
+
+    def remove_listener(self, account_id: str, listener_id: str) -> None:
+        """Undeploy a listener; it vanishes from the next results."""
+        account = self.account(account_id)
+        if listener_id not in account.listeners:
+            raise KeyError(f"listener {listener_id} is not in account {account_id}")
+        del account.listeners[listener_id]
+
+    def set_status(self, account_id: str, listener_id: str, status: str) -> None:
+        """Set a listener's status now (effects already due are applied first)."""
+        self.apply_due_effects()
+        account = self.account(account_id)
+        if listener_id not in account.listeners:
+            raise KeyError(f"listener {listener_id} is not in account {account_id}")
+        account.listeners[listener_id].status = status
+
+    def add_fleet(self, account_id: str, *, containers: int, listeners_per_container: int) -> None:
+        """Give an account a realistic, deterministic fleet.
+
+        Ids are UUIDs from the seeded generator; containers are named like "prod-molecule-1";
+        listeners cycle through WSS, Atom Queue, JMS, a connector with a long generated id and
+        one without a connector type, and are mostly listening.
+        """
+        # A generated connector id like the ones newer Boomi connectors carry.
+        generated_connector = f"officialboomi-X{self._rng.randrange(1000, 9999)}C-kafka-prod"
+        flavours: list[tuple[str | None, str]] = [
+            ("wss", "Orders WSS Listener"),
+            ("atomqueue", "Invoice Queue Listener"),
+            ("jms", "Shipment JMS Listener"),
+            (generated_connector, "Customer Events Kafka Listener"),
+            (None, "Legacy EDI Listener"),
+        ]
+        runtimes = [
+            ("prod", "molecule", "MOLECULE"),
+            ("prod", "atom", "ATOM"),
+            ("test", "molecule", "MOLECULE"),
+            ("prod", "cloud", "CLOUD"),
+        ]
+        numbers: dict[str, int] = {}
+        for index in range(containers):
+            environment, kind, runtime_type = runtimes[index % len(runtimes)]
+            prefix = f"{environment}-{kind}"
+            numbers[prefix] = numbers.get(prefix, 0) + 1
+            name = f"{prefix}-{numbers[prefix]}"
+            container = self.add_container(
+                account_id,
+                self.new_id(),
+                name,
+                type=runtime_type,
+                host_name=f"{name}.boomi.example.internal",
+            )
+            for number in range(listeners_per_container):
+                connector_type, process_name = flavours[number % len(flavours)]
+                if number >= len(flavours):
+                    process_name = f"{process_name} {number // len(flavours) + 1}"
+                status = self._rng.choices(["listening", "errored", "paused"], [85, 10, 5])[0]
+                self.add_listener(
+                    account_id,
+                    container.container_id,
+                    self.new_id(),
+                    status=status,
+                    connector_type=connector_type,
+                    process_name=process_name,
+                )
+
+    # -- actions and their delayed effects ---------------------------------------------------
+
+    def accept_action(
+        self, account_id: str, container_id: str, listener_id: str | None, action: str
+    ) -> None:
+        """Log an accepted changeListenerStatus call; it takes effect after the restart delay."""
+        self.change_log.append(
+            {
+                "time": time.time(),
+                "account_id": account_id,
+                "container_id": container_id,
+                "listener_id": listener_id,
+                "action": action,
+            }
+        )
+        self._pending.append(
+            _PendingEffect(
+                self._clock() + self.restart_delay_seconds,
+                account_id,
+                container_id,
+                listener_id,
+                action.removesuffix("_all"),
+            )
+        )
+
+    def apply_due_effects(self) -> None:
+        """Apply the accepted changeListenerStatus calls whose delay has passed, in order."""
+        if not self._pending:
+            return
+        now = self._clock()
+        due = sorted((e for e in self._pending if e.due <= now), key=lambda e: e.due)
+        if not due:
+            return
+        self._pending = [e for e in self._pending if e.due > now]
+        for effect in due:
+            account = self._accounts.get(effect.account_id)
+            if account is None:
+                continue
+            for listener in account.listeners.values():
+                if listener.container_id != effect.container_id:
+                    continue
+                if effect.listener_id is not None and listener.listener_id != effect.listener_id:
+                    continue
+                listener.status = effect_of(effect.action, listener.status)
+
+    # -- reading the world -------------------------------------------------------------------
+
+    def accounts_json(self) -> dict[str, object]:
+        """Every account's rate limit, containers and listeners as JSON-ready data."""
+        self.apply_due_effects()
+        return {
+            account.account_id: {
+                "rate_limit_rps": account.rate_limit_rps,
+                "containers": [asdict(c) for c in account.containers.values()],
+                "listeners": [asdict(lst) for lst in account.listeners.values()],
+            }
+            for account in self._accounts.values()
+        }
+
+    # -- background behaviour for the demo ---------------------------------------------------
+
+    async def flap(self, *, interval_seconds: float, probability: float) -> None:
+        """Make the fleet misbehave now and then, until cancelled.
+
+        Every interval, each listening listener fails with ``probability`` (errored, or more
+        rarely paused); errored ones recover by themselves with the same probability, and
+        paused ones with half of it (someone resumed them), so the demo always has work.
+        """
+        while True:
+            await asyncio.sleep(interval_seconds)
+            self.apply_due_effects()
+            for account in self._accounts.values():
+                for listener in account.listeners.values():
+                    draw = self._rng.random()
+                    if listener.status == "listening":
+                        if draw < probability:
+                            listener.status = "errored" if self._rng.random() < 0.8 else "paused"
+                    elif listener.status in ("errored", "paused"):
+                        recovery = probability if listener.status == "errored" else probability / 2
+                        if draw < recovery:
+                            listener.status = "listening"
