@@ -19,6 +19,7 @@ from exporter.check_config import summarize
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.daemon import Exporter, poll_once, run_until_stopped
 from exporter.demo import run_demo
+from exporter.environments import describe_environment
 from exporter.restart_cli import main as restart_main
 from exporter.signals import stop_on_signals
 from exporter.simulate_cli import main as simulate_main
@@ -90,22 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_table(store: SnapshotStore) -> None:
     """The --once output: one row per listener, and one per container that failed."""
-    rows = [("CONTAINER", "PROCESS", "LISTENER ID", "CONNECTOR", "STATUS")]
+    rows = [("CONTAINER", "ENVIRONMENT", "PROCESS", "LISTENER ID", "CONNECTOR", "STATUS")]
     for snapshot in store.containers():
         label = snapshot.container_name or snapshot.container_id
+        environment = describe_environment(snapshot.environment, snapshot.environment_known)
         if not snapshot.up:
-            rows.append((label, "-", "-", "-", f"POLL FAILED: {snapshot.last_error}"))
+            rows.append((label, environment, "-", "-", "-", f"POLL FAILED: {snapshot.last_error}"))
             continue
         if not snapshot.listeners:
-            rows.append((label, "(no listeners)", "-", "-", "-"))
+            rows.append((label, environment, "(no listeners)", "-", "-", "-"))
         for listener in snapshot.listeners:
             name = store.process_names.get((snapshot.account_id, listener.listener_id), "-")
             connector = listener.connector_type or "-"
-            rows.append((label, name, listener.listener_id, connector, listener.status))
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+            rows.append(
+                (label, environment, name, listener.listener_id, connector, listener.status)
+            )
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[4]]))
+        print("  ".join([*cells, row[5]]))
 
 
 def listen_address(args: argparse.Namespace, config: Config | None) -> tuple[str, int]:

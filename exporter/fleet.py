@@ -1,10 +1,14 @@
-"""The fleet of one account: which containers to poll, their status and type, listener names.
+"""The fleet of one account: which containers to poll, their status, type and environment, and
+listener names.
 
 A `FleetRefresher` per account runs two background loops on the account's client, at the rate
 limiter's background priority so they only use budget the status cycle leaves:
-- containers: the Atom query (paged) on `discovery.interval_seconds`; it refreshes the status
-  (ONLINE/OFFLINE), type and name of every container and, with discovery enabled, adds the
-  containers that match the filters to the ones listed in the config (listed entries win);
+- containers: on `discovery.interval_seconds`, the Atom query (paged) and the environments
+  (Environment and EnvironmentAtomAttachment, paged, one attachment query per environment); it
+  refreshes the status (ONLINE/OFFLINE), type, name and environment of every container and,
+  with discovery enabled, adds the containers that match the filters to the ones listed in the
+  config (listed entries win). A failed environment read keeps the last known environments and
+  holds up nothing else;
 - names: Process/bulk for listener ids without a name yet, and for all of them again every
   `names.refresh_seconds`.
 Filtering and merging are pure functions; the loops only do I/O and hand results on.
@@ -17,10 +21,18 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-from exporter.boomi import Atom, AuthError, BoomiClient, BoomiError
+from exporter.boomi import (
+    Atom,
+    AuthError,
+    BoomiClient,
+    BoomiError,
+    Environment,
+    environments_by_container,
+)
 from exporter.config import AccountConfig, DiscoveryConfig, NamesConfig
+from exporter.environments import discovered_in_environments
 from exporter.poller import Target
 from exporter.state import SnapshotStore
 
@@ -33,30 +45,47 @@ RETRY_AFTER_FAILURE_SECONDS = 300.0
 
 
 def select_discovered(
-    atoms: Iterable[Atom], discovery: DiscoveryConfig, tracked: Collection[str] = ()
+    atoms: Iterable[Atom],
+    discovery: DiscoveryConfig,
+    tracked: Collection[str] = (),
+    environments: Mapping[str, Environment] | None = None,
 ) -> list[Atom]:
-    """The containers that discovery adds: the right type and status, a matching name.
+    """The containers that discovery adds: the right type, status and environment, a matching
+    name.
 
     The status filter decides what is added; a container already `tracked` stays when its status
-    changes (to OFFLINE, say), so it is shown as such instead of vanishing.
+    changes (to OFFLINE, say), so it is shown as such instead of vanishing. `environments` is
+    the account's {container id: environment} (None: never read; see
+    `discovered_in_environments`).
     """
     pattern = re.compile(discovery.name_pattern)
-    return [
+    candidates = [
         atom
         for atom in atoms
         if atom.type in discovery.types
         and (atom.status in discovery.statuses or atom.container_id in tracked)
         and pattern.fullmatch(atom.name)
     ]
+    passing = discovered_in_environments(
+        [atom.container_id for atom in candidates],
+        environments,
+        discovery.environment_classifications,
+        discovery.environment_name_pattern,
+    )
+    return [atom for atom in candidates if atom.container_id in passing]
 
 
 def merge_targets(
-    account: AccountConfig, atoms: Sequence[Atom] | None, tracked: Collection[str] = ()
+    account: AccountConfig,
+    atoms: Sequence[Atom] | None,
+    tracked: Collection[str] = (),
+    environments: Mapping[str, Environment] | None = None,
 ) -> list[Target]:
     """Listed containers first (named from the config, else from Boomi), then discovered ones.
 
     `atoms` is None until an Atom query has succeeded: then only the listed containers.
-    `tracked` are the discovered containers polled so far (see `select_discovered`).
+    `tracked` are the discovered containers polled so far (see `select_discovered`), and
+    `environments` what the account's environments were last read as.
     """
     names = {atom.container_id: atom.name for atom in atoms or ()}
     targets = [
@@ -67,7 +96,7 @@ def merge_targets(
         listed = {container.id for container in account.containers}
         targets += [
             Target(account.account_id, atom.container_id, atom.name)
-            for atom in select_discovered(atoms, account.discovery, tracked)
+            for atom in select_discovered(atoms, account.discovery, tracked, environments)
             if atom.container_id not in listed
         ]
     return targets
@@ -97,6 +126,10 @@ class FleetRefresher:
         self._named_at: dict[str, float] = {}  # listener id -> when its name was looked up
         self._tracked: set[str] = set()  # containers polled after the last Atom query
         self._tasks: list[asyncio.Task[None]] = []
+        # The last environments read, kept in the store across reloads; None: never read.
+        self._environments = store.environments_of(account.account_id)
+        self._environments_failing = False  # so a lasting failure is logged once
+        self.environment_failures = 0  # failed environment reads since start
 
     def start(self) -> None:
         """Start the background loops."""
@@ -116,9 +149,13 @@ class FleetRefresher:
         self._tasks.clear()
 
     async def refresh_containers(self) -> bool:
-        """One Atom query: update container status/type/name and the targets. True on success."""
+        """One discovery round: the Atom query, then the environments; True if both succeeded.
+
+        Either may fail alone: without the Atom query the targets stay as they are, without the
+        environments the last known ones are kept.
+        """
         try:
-            atoms = await self._client.query_atoms()
+            atoms: list[Atom] | None = await self._client.query_atoms()
         except BoomiError as exc:
             level = logging.DEBUG if isinstance(exc, AuthError) else logging.WARNING
             log.log(
@@ -127,6 +164,9 @@ class FleetRefresher:
                 self.account.account_id,
                 exc,
             )
+            atoms = None
+        environments_ok = await self.refresh_environments()
+        if atoms is None:
             return False
         for atom in atoms:
             self._store.set_container_status(
@@ -135,9 +175,47 @@ class FleetRefresher:
                 container_type=atom.type,
                 online=atom.status != "OFFLINE",
             )
-        targets = merge_targets(self.account, atoms, self._tracked)
+        targets = merge_targets(self.account, atoms, self._tracked, self._environments)
         self._tracked = {target.container_id for target in targets}
         self._on_targets(self.account.account_id, targets)
+        return environments_ok
+
+    async def refresh_environments(self) -> bool:
+        """Read the account's environments and their attachments into the store.
+
+        One Environment query, then one attachment query per environment (each paged). On any
+        failure the last known environments stay; the failure is counted, and logged once
+        until a read succeeds again.
+        """
+        account_id = self.account.account_id
+        try:
+            environments = await self._client.query_environments()
+            attachments = [
+                attachment
+                for environment in environments
+                for attachment in await self._client.query_environment_attachments(
+                    environment.environment_id
+                )
+            ]
+        except BoomiError as exc:
+            self.environment_failures += 1
+            level = logging.DEBUG if self._environments_failing else logging.WARNING
+            self._environments_failing = True
+            log.log(
+                level,
+                "account %s: reading environments failed (%s); %s",
+                account_id,
+                exc,
+                "keeping the last known ones"
+                if self._environments is not None
+                else "they stay unknown until a read succeeds",
+            )
+            return False
+        if self._environments_failing:
+            log.info("account %s: reading environments works again", account_id)
+            self._environments_failing = False
+        self._environments = environments_by_container(environments, attachments)
+        self._store.set_environments(account_id, self._environments)
         return True
 
     async def refresh_names(self) -> bool:

@@ -85,8 +85,17 @@ LISTENER_INFO = Family(
 )
 CONTAINER_INFO = Family(
     "boomi_container_info",
-    "A monitored Boomi runtime, its name and type (ATOM, MOLECULE, CLOUD; '' until known).",
-    (*IDS, "container_name", "container_type"),
+    "A monitored Boomi runtime, its name and type (ATOM, MOLECULE, CLOUD; '' until known), and "
+    "the environment it is attached to (classification PROD or TEST; all three '' while not "
+    "known or not attached). The environment comes from a background query.",
+    (
+        *IDS,
+        "container_name",
+        "container_type",
+        "environment_id",
+        "environment_name",
+        "environment_classification",
+    ),
 )
 CONTAINER_ONLINE = Family(
     "boomi_container_online",
@@ -138,7 +147,19 @@ def container_samples(snapshot: ContainerSnapshot) -> Iterator[Sample]:
     """What is published about a container itself, in CONTAINER_FAMILIES."""
     ids = (snapshot.account_id, snapshot.container_id)
     name = snapshot.container_name or snapshot.container_id
-    yield CONTAINER_INFO, (*ids, name, snapshot.container_type), 1.0
+    environment = snapshot.environment
+    yield (
+        CONTAINER_INFO,
+        (
+            *ids,
+            name,
+            snapshot.container_type,
+            environment.environment_id if environment else "",
+            environment.name if environment else "",
+            environment.classification if environment else "",
+        ),
+        1.0,
+    )
     if snapshot.online is not None:
         yield CONTAINER_ONLINE, ids, 1.0 if snapshot.online else 0.0
     if snapshot.polled:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from exporter.boomi import BoomiClient, BoomiError
 from exporter.boomi.shapes import REMEDIATION_ACTIONS, ListenerStatusName
 from exporter.config import RemediationConfig, WebhookAuthConfig
+from exporter.environments import remediation_refusal
 from exporter.state import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,7 @@ class Remediator:
                 containers=self._containers(),
                 known_listeners=self._known_listeners,
             )
+            verdict = self._environment_guard(verdict)
             outcome: str = verdict.outcome
             if verdict.request is not None:
                 outcome = self.guards.admit(verdict.request)
@@ -331,6 +333,19 @@ class Remediator:
             self._record(verdict.labels, outcome, alert.fingerprint, why)
             summary.append({"fingerprint": alert.fingerprint, "outcome": outcome})
         return summary
+
+    def _environment_guard(self, verdict: Verdict) -> Verdict:
+        """`rejected` for a runtime outside `environment_classifications` (when set)."""
+        request = verdict.request
+        if request is None:
+            return verdict
+        snapshot = self._store.get(request.account_id, request.container_id)
+        reason = remediation_refusal(
+            snapshot.environment if snapshot is not None else None,
+            snapshot is not None and snapshot.environment_known,
+            self.config.environment_classifications,
+        )
+        return Verdict("rejected", reason, labels=verdict.labels) if reason else verdict
 
     def submit_request(self, request: ActionRequest) -> tuple[str, asyncio.Task[None] | None]:
         """The manual path: the same guards (but the alert), then run. Outcome and the task."""

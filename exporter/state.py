@@ -7,10 +7,10 @@ sees one consistent poll result and never a half-written one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from exporter.boomi import ListenerStatus
+from exporter.boomi import Environment, ListenerStatus
 
 OFFLINE_ERROR = "the runtime is OFFLINE in Boomi; its listeners are not polled"
 
@@ -30,6 +30,8 @@ class ContainerSnapshot:
     poll_duration_seconds: float | None = None  # of the last finished poll
     container_type: str = ""  # ATOM, MOLECULE or CLOUD once Boomi has said
     online: bool | None = None  # False when Boomi reports the container OFFLINE; None: not known
+    environment: Environment | None = None  # None: not attached, or not known yet
+    environment_known: bool = False  # the account's environments have been read
 
 
 @dataclass
@@ -51,6 +53,9 @@ class SnapshotStore:
     # Called with a container's new snapshot when a poll or the Atom query replaces it, so a
     # reader can derive what it needs then, on the poll path, rather than at scrape time.
     on_update: Callable[[ContainerSnapshot], None] | None = None
+    # account_id -> {container_id: environment} as last read; a container tracked later gets
+    # its environment from here at once. Absent: the account's environments were never read.
+    _environments: dict[str, Mapping[str, Environment]] = field(default_factory=dict)
 
     @classmethod
     def for_containers(cls, containers: Iterable[tuple[str, str, str]]) -> SnapshotStore:
@@ -65,11 +70,16 @@ class SnapshotStore:
         for account_id, container_id, name in containers:
             key = (account_id, container_id)
             old = self._containers.get(key)
-            wanted[key] = (
-                replace(old, container_name=name)
-                if old is not None
-                else ContainerSnapshot(account_id, container_id, name)
-            )
+            if old is not None:
+                wanted[key] = replace(old, container_name=name)
+                continue
+            new = ContainerSnapshot(account_id, container_id, name)
+            environments = self._environments.get(account_id)
+            if environments is not None:
+                new = replace(
+                    new, environment=environments.get(container_id), environment_known=True
+                )
+            wanted[key] = new
         self._containers = wanted
         self.listeners_version += 1
         self.version += 1
@@ -111,6 +121,21 @@ class SnapshotStore:
             # Shown down at once, with the reason, without waiting for a poll to notice.
             new = replace(new, polled=True, up=False, last_error=OFFLINE_ERROR)
         self._put(new)
+
+    def set_environments(self, account_id: str, environments: Mapping[str, Environment]) -> None:
+        """Record each of an account's containers' environment; those not in it are unattached."""
+        self._environments[account_id] = environments
+        for (owner, container_id), old in list(self._containers.items()):
+            if owner != account_id:
+                continue
+            environment = environments.get(container_id)
+            if old.environment_known and old.environment == environment:
+                continue
+            self._put(replace(old, environment=environment, environment_known=True))
+
+    def environments_of(self, account_id: str) -> Mapping[str, Environment] | None:
+        """The account's last known {container_id: environment}; None if never read."""
+        return self._environments.get(account_id)
 
     def record_success(
         self,

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.boomi import LISTENER_STATUSES
+from exporter.environments import describe_environment
 from exporter.metrics import ExporterMetrics
 from exporter.negotiation import accepts_gzip
 from exporter.state import SnapshotStore
@@ -83,10 +84,12 @@ async def landing_handler(request: web.Request) -> web.Response:
         else:
             state = css = "up" if snapshot.up else "down"
         error = snapshot.last_error and f"<br><small>{html.escape(snapshot.last_error)}</small>"
+        environment = describe_environment(snapshot.environment, snapshot.environment_known)
         rows.append(
             "<tr class='container'>"
             f"<td colspan=2><b>{html.escape(snapshot.container_name or snapshot.container_id)}</b>"
             f"{' ' + html.escape(snapshot.container_type) if snapshot.container_type else ''}"
+            f" &middot; <span class='environment'>{html.escape(environment)}</span>"
             f"<br><small>{html.escape(snapshot.account_id)} / "
             f"{html.escape(snapshot.container_id)}</small></td>"
             f"<td class='{css}'>{state}{error}</td>"

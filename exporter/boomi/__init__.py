@@ -1,9 +1,10 @@
 """The async Boomi Platform API client, one module per job.
 
 `errors`: what a call can fail with. `shapes`: operation names, vocabularies, request bodies and
-pure response parsers. `ratelimit`: the priority rate limiter of an account's request budget.
-`delays`: when to look for a ListenerStatus result, learnt. `client`: sessions, retries, the
-back-off after rejected credentials, one method per call. `settings`: the one value a client is
+pure response parsers; `environments`: the same for Environment and EnvironmentAtomAttachment.
+`ratelimit`: the priority rate limiter of an account's request budget. `delays`: when to look
+for a ListenerStatus result, learnt. `client`: sessions, retries, the back-off after rejected
+credentials, one method per call. `settings`: the one value a client is
 built from and compared by on reload (import it from `exporter.boomi.settings`: it depends on
 `exporter.config`, which may itself use `shapes`).
 
@@ -12,6 +13,13 @@ The names below are re-exported so that `from exporter.boomi import ...` keeps w
 
 from exporter.boomi.client import MAX_ATOM_PAGES, BoomiClient, RequestObserver, RetryPolicy
 from exporter.boomi.delays import AccountResultDelays, ResultDelay, ResultLooks
+from exporter.boomi.environments import (
+    ENVIRONMENT_CLASSIFICATIONS,
+    Environment,
+    EnvironmentAttachment,
+    EnvironmentClassification,
+    environments_by_container,
+)
 from exporter.boomi.errors import (
     ApiError,
     AuthError,
@@ -34,7 +42,9 @@ from exporter.boomi.shapes import (
     CHANGE_ACTIONS,
     LISTENER_STATUSES,
     OP_ATOM,
+    OP_ATTACHMENT,
     OP_CHANGE,
+    OP_ENVIRONMENT,
     OP_PROCESS,
     OP_QUERY,
     OP_RESULT,
@@ -56,10 +66,13 @@ from exporter.boomi.shapes import (
 
 __all__ = [
     "CHANGE_ACTIONS",
+    "ENVIRONMENT_CLASSIFICATIONS",
     "LISTENER_STATUSES",
     "MAX_ATOM_PAGES",
     "OP_ATOM",
+    "OP_ATTACHMENT",
     "OP_CHANGE",
+    "OP_ENVIRONMENT",
     "OP_PROCESS",
     "OP_QUERY",
     "OP_RESULT",
@@ -77,6 +90,9 @@ __all__ = [
     "BoomiError",
     "ChangeAction",
     "Clock",
+    "Environment",
+    "EnvironmentAttachment",
+    "EnvironmentClassification",
     "ListenerStatus",
     "ListenerStatusName",
     "MalformedResponse",
@@ -90,6 +106,7 @@ __all__ = [
     "RetryPolicy",
     "Sleep",
     "TokenExpired",
+    "environments_by_container",
     "listener_status_filter",
     "normalize_status",
     "parse_atom_page",

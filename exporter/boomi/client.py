@@ -17,11 +17,19 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from exporter.boomi.delays import AccountResultDelays
+from exporter.boomi.environments import (
+    Environment,
+    EnvironmentAttachment,
+    attachment_query_body,
+    environment_query_body,
+    parse_attachment_page,
+    parse_environment_page,
+)
 from exporter.boomi.errors import (
     ApiError,
     AuthError,
@@ -41,7 +49,9 @@ from exporter.boomi.ratelimit import (
 )
 from exporter.boomi.shapes import (
     OP_ATOM,
+    OP_ATTACHMENT,
     OP_CHANGE,
+    OP_ENVIRONMENT,
     OP_PROCESS,
     OP_QUERY,
     OP_RESULT,
@@ -63,8 +73,11 @@ from exporter.boomi.shapes import (
 
 log = logging.getLogger(__name__)
 
-# 100 runtimes a page: far more than any account has, and a bound on a server that loops.
+# 100 rows a page: far more runtimes (or environments, or attachments) than any account has,
+# and a bound on a server that loops.
 MAX_ATOM_PAGES = 1000
+
+T = TypeVar("T")
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Called once per HTTP attempt with (account_id, operation, code, seconds)."""
@@ -105,7 +118,8 @@ class _Slot:
 
 
 class BoomiClient:
-    """The Boomi Platform API for one account: ListenerStatus, changeListenerStatus, Atom, Process.
+    """The Boomi Platform API for one account: ListenerStatus, changeListenerStatus, Atom,
+    Environment, EnvironmentAtomAttachment, Process.
 
     Use as `async with BoomiClient(...) as client:`; every method may raise the errors of
     `exporter.boomi.errors` and nothing else (transport failures become `ApiError` with code
@@ -471,33 +485,72 @@ class BoomiClient:
             )
         )
 
-    # -- names --------------------------------------------------------------------------------
+    # -- runtimes, environments, names -------------------------------------------------------
 
     async def query_atoms(self, expression: Mapping[str, Any] | None = None) -> list[Atom]:
         """Every runtime the account has (optionally filtered), following queryMore pages."""
+        return await self._query_all(
+            "Atom", OP_ATOM, atom_query_body(expression), parse_atom_page, "runtimes"
+        )
+
+    async def query_environments(self) -> list[Environment]:
+        """Every environment of the account, following queryMore pages."""
+        return await self._query_all(
+            "Environment",
+            OP_ENVIRONMENT,
+            environment_query_body(),
+            parse_environment_page,
+            "environments",
+        )
+
+    async def query_environment_attachments(
+        self, environment_id: str
+    ) -> list[EnvironmentAttachment]:
+        """The runtimes attached to one environment, following queryMore pages."""
+        return await self._query_all(
+            "EnvironmentAtomAttachment",
+            OP_ATTACHMENT,
+            attachment_query_body(environment_id),
+            parse_attachment_page,
+            "attachments",
+        )
+
+    async def _query_all(
+        self,
+        object_name: str,
+        operation: str,
+        body: Mapping[str, Any],
+        parse_page: Callable[[object], tuple[list[T], str | None]],
+        what: str,
+    ) -> list[T]:
+        """A background query and its queryMore pages; a page counts under `operation`."""
         answer = await self._request(
             ApiCall(
                 "POST",
-                "Atom/query",
-                OP_ATOM,
-                json_body=atom_query_body(expression),
+                f"{object_name}/query",
+                operation,
+                json_body=body,
                 priority=PRIORITY_BACKGROUND,
             )
         )
-        atoms, token = parse_atom_page(answer.body)
+        rows, token = parse_page(answer.body)
         pages = 1
         while token is not None:
             pages += 1
             if pages > MAX_ATOM_PAGES:
-                raise malformed(OP_ATOM, "", f"more than {MAX_ATOM_PAGES} pages of runtimes")
+                raise malformed(operation, "", f"more than {MAX_ATOM_PAGES} pages of {what}")
             answer = await self._request(
                 ApiCall(
-                    "POST", "Atom/queryMore", OP_ATOM, text_body=token, priority=PRIORITY_BACKGROUND
+                    "POST",
+                    f"{object_name}/queryMore",
+                    operation,
+                    text_body=token,
+                    priority=PRIORITY_BACKGROUND,
                 )
             )
-            page, token = parse_atom_page(answer.body)
-            atoms.extend(page)
-        return atoms
+            page, token = parse_page(answer.body)
+            rows.extend(page)
+        return rows
 
     async def process_names(self, process_ids: Sequence[str]) -> dict[str, str]:
         """Names of processes (a listener id is its process id), 100 ids per Process/bulk call."""

@@ -29,6 +29,8 @@ OP_RESULT = "listener_status_result"
 OP_CHANGE = "change_listener_status"
 OP_ATOM = "atom_query"
 OP_PROCESS = "process_query"
+OP_ENVIRONMENT = "environment_query"
+OP_ATTACHMENT = "environment_attachment_query"
 
 # Boomi's limit on the ids of one Process/bulk call.
 PROCESS_BULK_IDS = 100

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from exporter.boomi.environments import EnvironmentClassification
 from exporter.config.base import StrictModel, error_at, no_repeats, secret_from_file
 
 DEFAULT_BASE_URL = "https://api.boomi.com/api/rest/v1"
@@ -32,10 +33,16 @@ class DiscoveryConfig(StrictModel):
     statuses: list[ContainerStatus] = Field(default=["ONLINE"], min_length=1)
     # A regular expression the whole container name must match (anchored, as in Prometheus).
     name_pattern: str = ".*"
+    # Only runtimes attached to an environment of these classifications; [] means any, and
+    # includes runtimes attached to no environment.
+    environment_classifications: list[EnvironmentClassification] = Field(default_factory=list)
+    # A regular expression the whole environment name must match; a runtime attached to no
+    # environment matches only ".*".
+    environment_name_pattern: str = ".*"
     # Also how often every container's status (ONLINE/OFFLINE), type and name are refreshed.
     interval_seconds: float = Field(default=600.0, gt=0)
 
-    @field_validator("name_pattern")
+    @field_validator("name_pattern", "environment_name_pattern")
     @classmethod
     def _check_pattern(cls, value: str) -> str:
         try:
@@ -44,7 +51,9 @@ class DiscoveryConfig(StrictModel):
             raise ValueError(f"is not a valid regular expression: {exc.msg}") from None
         return value
 
-    _check_no_repeats = field_validator("types", "statuses")(no_repeats)
+    _check_no_repeats = field_validator("types", "statuses", "environment_classifications")(
+        no_repeats
+    )
 
 
 class AccountConfig(StrictModel):

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.boomi.environments import EnvironmentClassification
 from exporter.boomi.shapes import ListenerStatusName, RemediationAction
 from exporter.config.base import StrictModel, error_at, no_repeats, secret_from_file
 
@@ -91,12 +92,17 @@ class RemediationConfig(StrictModel):
     auth: WebhookAuthSetting | None = None
     allowed_actions: list[RemediationAction] = Field(default=["restart"], min_length=1)
     restart_when: list[ListenerState] = Field(default=["errored"], min_length=1)
+    # [] means any runtime; else alerts for runtimes outside these classifications, or whose
+    # environment is not known, are rejected (behind Alertmanager's own routing).
+    environment_classifications: list[EnvironmentClassification] = Field(default_factory=list)
     cooldown_seconds: float = Field(default=900.0, ge=0)
     max_actions_per_hour: int = Field(default=10, ge=0)
     verify_timeout_seconds: float = Field(default=180.0, gt=0)
     max_body_bytes: int = Field(default=1048576, gt=0)
 
-    _check_no_repeats = field_validator("allowed_actions", "restart_when")(no_repeats)
+    _check_no_repeats = field_validator(
+        "allowed_actions", "restart_when", "environment_classifications"
+    )(no_repeats)
 
     @model_validator(mode="after")
     def _check_auth_when_enabled(self) -> RemediationConfig:
