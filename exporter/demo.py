@@ -23,6 +23,7 @@ Boomi listener exporter demo (Ctrl-C to stop)
   remediation webhook:    POST http://localhost:{port}/webhook/alertmanager
                           (Authorization: Bearer {token}; restarts errored listeners)
 The fleet flaps now and then: listeners go errored or paused and come back.
+Its runtimes are in a PROD and a TEST environment; one is attached to no environment.
 """
 
 
@@ -57,8 +58,13 @@ def demo_config(base_url: str, sim: Simulator) -> Config:
 
 
 async def _demo(host: str, port: int) -> None:
+    # Three runtimes in the PROD and TEST environments, and one attached to none.
     sim = Simulator.with_fleet(
-        account_id=DEMO_ACCOUNT, containers=3, listeners_per_container=4, result_delay_seconds=1.0
+        account_id=DEMO_ACCOUNT,
+        containers=3,
+        listeners_per_container=4,
+        unattached_containers=1,
+        result_delay_seconds=1.0,
     )
     runner, base_url = await serve(sim, "127.0.0.1", 0)
     flapping = asyncio.create_task(sim.flap(interval_seconds=15, probability=0.08))

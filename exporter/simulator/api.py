@@ -2,7 +2,8 @@
 
 Each handler answers one call described in docs/boomi-api.md under
 ``/api/rest/v1/{accountId}``: the asynchronous ListenerStatus query and its result,
-changeListenerStatus, Atom and Process queries with paging, and Process/bulk. Handlers are
+changeListenerStatus, Atom, Process, Environment and EnvironmentAtomAttachment queries with
+paging, and Process/bulk. Handlers are
 synchronous, so nothing interleaves while the world is read or changed; auth, the rate limit
 and faults are applied around them by the server.
 """
@@ -21,10 +22,11 @@ from .wire import (
     BadRequest,
     decode_json_body,
     matches,
+    parse_filter_predicate,
     parse_listener_status_filter,
     parse_query_filter,
 )
-from .world import ACTIONS, SimAccount, SimListener, World
+from .world import ACTIONS, SimAccount, SimListener, World, attachment_id
 
 PAGE_SIZE: Final = 100
 BULK_LIMIT: Final = 100
@@ -40,6 +42,8 @@ ATOM_PROPERTIES: Final = {
     "hostname": "host_name",
 }
 PROCESS_PROPERTIES: Final = frozenset({"id", "name"})
+ENVIRONMENT_PROPERTIES: Final = frozenset({"id", "name", "classification"})
+ATTACHMENT_PROPERTIES: Final = frozenset({"atomId", "environmentId"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class _ListenerStatusToken:
 class _QueryPage:
     """A page of a paged query, reachable by its queryToken; reusable until pruned."""
 
-    kind: str  # "Atom" or "Process": a token only works on its own queryMore route
+    kind: str  # "Atom", "Process", ...: a token only works on its own queryMore route
     account_id: str
     items: list[dict[str, object]]
     total: int
@@ -120,6 +124,25 @@ class BoomiApi:
             ("POST", "/Process/query", "process_query", self.process_query),
             ("POST", "/Process/queryMore", "process_query_more", self.process_query_more),
             ("POST", "/Process/bulk", "process_bulk", self.process_bulk),
+            ("POST", "/Environment/query", "environment_query", self.environment_query),
+            (
+                "POST",
+                "/Environment/queryMore",
+                "environment_query_more",
+                self.environment_query_more,
+            ),
+            (
+                "POST",
+                "/EnvironmentAtomAttachment/query",
+                "environment_attachment_query",
+                self.attachment_query,
+            ),
+            (
+                "POST",
+                "/EnvironmentAtomAttachment/queryMore",
+                "environment_attachment_query_more",
+                self.attachment_query_more,
+            ),
             # Anything else under an account answers 404 after the same rate limit and auth
             # as every call, so a client calling a wrong path still spends its budget.
             ("*", "/{tail:.*}", "unknown", self.unknown_route),
@@ -350,6 +373,61 @@ class BoomiApi:
                 entry["Result"] = self._process_json(listener)
             responses.append(entry)
         return Answer(200, {"@type": "BulkResult", "response": responses})
+
+    def environment_query(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Environment/query: the account's environments, filtered and paged."""
+        wanted = parse_filter_predicate(decode_json_body(body), ENVIRONMENT_PROPERTIES)
+        rows: list[dict[str, object]] = []
+        for environment in account.environments.values():
+            fields = {
+                "id": environment.environment_id,
+                "name": environment.name,
+                "classification": environment.classification,
+            }
+            if not wanted(fields):
+                continue
+            row: dict[str, object] = {
+                "@type": "Environment",
+                "id": environment.environment_id,
+                "name": environment.name,
+            }
+            if environment.classification is not None:
+                row["classification"] = environment.classification
+            rows.append(row)
+        return self._first_page("Environment", account, rows)
+
+    def environment_query_more(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST Environment/queryMore: the next page of an Environment query."""
+        return self._next_page("Environment", account, body)
+
+    def attachment_query(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST EnvironmentAtomAttachment/query: which runtime is in which environment."""
+        wanted = parse_filter_predicate(decode_json_body(body), ATTACHMENT_PROPERTIES)
+        rows: list[dict[str, object]] = [
+            {
+                "@type": "EnvironmentAtomAttachment",
+                "id": attachment_id(container_id, environment_id),
+                "atomId": container_id,
+                "environmentId": environment_id,
+            }
+            for container_id, environment_id in account.attachments.items()
+            # A runtime that was removed takes its attachment with it.
+            if container_id in account.containers
+            and wanted({"atomId": container_id, "environmentId": environment_id})
+        ]
+        return self._first_page("EnvironmentAtomAttachment", account, rows)
+
+    def attachment_query_more(
+        self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
+    ) -> Answer:
+        """POST EnvironmentAtomAttachment/queryMore: the next page of an attachment query."""
+        return self._next_page("EnvironmentAtomAttachment", account, body)
 
     def unknown_route(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw

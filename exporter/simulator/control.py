@@ -1,8 +1,9 @@
 """The simulator's control API under ``/__simulator/`` (JSON, no auth).
 
-It lets the demo and the tests change the world: listener and container status, faults,
-counters. It is a sub-application whose one middleware turns a refused request (ControlError)
-into its JSON error answer, so each handler reads as the happy path.
+It lets the demo and the tests change the world: listener and container status, environments
+and which runtime is attached to which, faults, counters. It is a sub-application whose one
+middleware turns a refused request (ControlError) into its JSON error answer, so each handler
+reads as the happy path.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class ControlApi:
         app.router.add_post("/listeners", self.add_listener)
         app.router.add_delete("/listeners/{listenerId}", self.delete_listener)
         app.router.add_put("/containers/{containerId}", self.put_container)
+        app.router.add_post("/environments", self.add_environment)
+        app.router.add_put("/containers/{containerId}/environment", self.attach)
+        app.router.add_delete("/containers/{containerId}/environment", self.detach)
         app.router.add_post("/faults", self.set_faults)
         app.router.add_delete("/faults", self.clear_faults)
         app.router.add_post("/reset-counters", self.reset_counters)
@@ -141,6 +145,50 @@ class ControlApi:
             container.name = str(document["name"])
         return web.json_response(dataclasses.asdict(container))
 
+    async def add_environment(self, request: web.Request) -> web.Response:
+        """POST /environments: add an environment (classification null: none, basic support)."""
+        document = await _body(
+            request,
+            required={"account_id", "name"},
+            optional={"classification", "environment_id"},
+        )
+        classification = document.get("classification", "PROD")
+        environment_id = document.get("environment_id")
+        try:
+            environment = self._sim.add_environment(
+                str(document["account_id"]),
+                str(document["name"]),
+                classification=None if classification is None else str(classification),
+                environment_id=None if environment_id is None else str(environment_id),
+            )
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise ControlError(409, str(exc)) from exc
+        return web.json_response(dataclasses.asdict(environment), status=201)
+
+    async def attach(self, request: web.Request) -> web.Response:
+        """PUT /containers/{containerId}/environment: attach a runtime, or move it."""
+        document = await _body(request, required={"environment_id"}, optional={"account_id"})
+        container_id = request.match_info["containerId"]
+        account_id = self._account_of(container_id, document.get("account_id"))
+        environment_id = str(document["environment_id"])
+        try:
+            self._sim.attach(account_id, container_id, environment_id)
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
+        return web.json_response({"container_id": container_id, "environment_id": environment_id})
+
+    async def detach(self, request: web.Request) -> web.Response:
+        """DELETE /containers/{containerId}/environment: attach the runtime to no environment."""
+        container_id = request.match_info["containerId"]
+        account_id = self._account_of(container_id, request.query.get("account_id"))
+        try:
+            self._sim.detach(account_id, container_id)
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
+        return web.Response(status=204)
+
     async def set_faults(self, request: web.Request) -> web.Response:
         """POST /faults: replace the faults in force."""
         document = await _json(request)
@@ -176,6 +224,15 @@ class ControlApi:
         """A container by id; raise ControlError if not exactly one."""
         candidates = [
             a.containers[container_id]
+            for a in self._sim.accounts.values()
+            if container_id in a.containers and (account_id is None or a.account_id == account_id)
+        ]
+        return _only(candidates, f"container {container_id}")
+
+    def _account_of(self, container_id: str, account_id: object) -> str:
+        """The id of the one account holding this container; ControlError if not exactly one."""
+        candidates = [
+            a.account_id
             for a in self._sim.accounts.values()
             if container_id in a.containers and (account_id is None or a.account_id == account_id)
         ]

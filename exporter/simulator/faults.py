@@ -35,6 +35,9 @@ class Faults:
     # None: every API request; otherwise only ListenerStatus query/result and
     # changeListenerStatus for these containers.
     container_ids: list[str] | None = None
+    # None: every route; otherwise only requests to these route names (the simulator's request
+    # counter keys, such as "environment_query").
+    routes: list[str] | None = None
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -59,11 +62,11 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
         for name, value in document.items():
-            if name == "container_ids":
+            if name in ("container_ids", "routes"):
                 if value is not None and not (
                     isinstance(value, list) and all(isinstance(item, str) for item in value)
                 ):
-                    raise ValueError("container_ids must be a list of strings or null")
+                    raise ValueError(f"{name} must be a list of strings or null")
             elif name == "retry_after_seconds" and value is None:
                 continue
             elif isinstance(value, bool) or not isinstance(value, int | float):
@@ -99,6 +102,8 @@ def draw_faults(
     ``container_of`` tells which container the request is about; it is only asked when the
     faults are limited to some containers.
     """
+    if faults.routes is not None and route_name not in faults.routes:
+        return NO_FAULTS
     if faults.container_ids is not None:
         container_id = container_of()
         if container_id is None or container_id not in faults.container_ids:

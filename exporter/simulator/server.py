@@ -96,6 +96,7 @@ class Simulator(World):
         account_id: str = "demo-account",
         containers: int = 3,
         listeners_per_container: int = 4,
+        unattached_containers: int = 0,
         seed: int = 0,
         rate_limit_rps: float = 10.0,
         result_delay_seconds: float = 1.0,
@@ -122,7 +123,10 @@ class Simulator(World):
             rate_limit_rps=rate_limit_rps,
         )
         sim.add_fleet(
-            account_id, containers=containers, listeners_per_container=listeners_per_container
+            account_id,
+            containers=containers,
+            listeners_per_container=listeners_per_container,
+            unattached_containers=unattached_containers,
         )
         return sim
 
@@ -300,9 +304,13 @@ def describe(sim: Simulator, base_url: str) -> str:
                 for lst in account.listeners.values()
                 if lst.container_id == container.container_id
             )
+            environment = account.environments.get(
+                account.attachments.get(container.container_id, "")
+            )
             lines.append(
                 f"    {container.container_id}  {container.name} ({container.type}, "
-                f"{container.status}, {count} listeners)"
+                f"{container.status}, {environment.name if environment else 'no environment'}, "
+                f"{count} listeners)"
             )
         if len(containers) > shown:
             lines.append(f"    ... and {len(containers) - shown} more")

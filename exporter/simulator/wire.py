@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection, Iterable, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
@@ -82,6 +83,82 @@ def _equals_conditions(expression: object, properties: Collection[str]) -> list[
     if not (isinstance(argument, list) and len(argument) == 1 and isinstance(argument[0], str)):
         raise BadRequest(f"EQUALS on {name} takes exactly one string argument.")
     return [(name, argument[0])]
+
+
+Fields = Mapping[str, str | None]  # an object's filterable fields; None: the field is absent
+Predicate = Callable[[Fields], bool]
+
+_COMPARISONS: Final[dict[str, Callable[[str | None, list[str]], bool]]] = {
+    "EQUALS": lambda value, args: value is not None and value == args[0],
+    "NOT_EQUALS": lambda value, args: value != args[0],
+    "LIKE": lambda value, args: value is not None and _like(args[0]).fullmatch(value) is not None,
+    "IS_NULL": lambda value, args: not value,
+    "IS_NOT_NULL": lambda value, args: bool(value),
+}
+_ARGUMENTS: Final = {"EQUALS": 1, "NOT_EQUALS": 1, "LIKE": 1, "IS_NULL": 0, "IS_NOT_NULL": 0}
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """A LIKE pattern as a regex: % is any run of characters, _ is one character."""
+    parts = ("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def parse_filter_predicate(document: object, properties: Collection[str]) -> Predicate:
+    """A ``{"QueryFilter": {"expression": ...}}`` body as a test of an object's fields.
+
+    Supports EQUALS, NOT_EQUALS, LIKE (``%`` any run, ``_`` one character), IS_NULL and
+    IS_NOT_NULL, grouped with "and" and "or" to any depth. No body, no QueryFilter or no
+    expression matches everything: Boomi's CLI sends ``{"QueryFilter": {}}`` to list all.
+    An unknown property or operator, or a wrong number of arguments, raises BadRequest.
+    """
+    if document is None:
+        return lambda fields: True
+    if not isinstance(document, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    query_filter = document.get("QueryFilter")
+    if query_filter is None:
+        return lambda fields: True
+    if not isinstance(query_filter, dict):
+        raise BadRequest("QueryFilter must be an object.")
+    expression = query_filter.get("expression")
+    if expression is None:
+        return lambda fields: True
+    return _predicate(expression, properties)
+
+
+def _predicate(expression: object, properties: Collection[str]) -> Predicate:
+    if not isinstance(expression, dict):
+        raise BadRequest("A filter expression must be an object.")
+    operator = expression.get("operator")
+    if not isinstance(operator, str):
+        raise BadRequest("A filter expression needs an operator.")
+    if operator.lower() in ("and", "or"):
+        nested = expression.get("nestedExpression")
+        if isinstance(nested, dict):
+            nested = [nested]
+        if not isinstance(nested, list) or not nested:
+            raise BadRequest(f"An '{operator}' expression needs a non-empty nestedExpression list.")
+        parts = [_predicate(item, properties) for item in nested]
+        combine = all if operator.lower() == "and" else any
+        return lambda fields: combine(part(fields) for part in parts)
+    comparison = _COMPARISONS.get(operator.upper())
+    if comparison is None:
+        supported = ", ".join([*_COMPARISONS, "and", "or"])
+        raise BadRequest(f"Operator {operator!r} is not supported here; use one of {supported}.")
+    name = expression.get("property")
+    if not isinstance(name, str) or name not in properties:
+        expected = ", ".join(sorted(properties))
+        raise BadRequest(f"Unknown filter property {name!r}; expected one of: {expected}.")
+    argument = expression.get("argument", [])
+    count = _ARGUMENTS[operator.upper()]
+    if not (
+        isinstance(argument, list)
+        and len(argument) == count
+        and all(isinstance(item, str) for item in argument)
+    ):
+        raise BadRequest(f"{operator.upper()} on {name} takes {count} string argument(s).")
+    return lambda fields: comparison(fields.get(name), argument)
 
 
 def parse_listener_status_filter(document: object) -> tuple[str, str | None]:

@@ -1,4 +1,5 @@
-"""The simulated Boomi world: accounts, their containers and listeners, and what actions do.
+"""The simulated Boomi world: accounts, their containers, listeners and environments, and what
+actions do.
 
 No HTTP here: the world is built, read and changed by plain method calls. Delayed effects of
 changeListenerStatus are applied lazily when the world is read, so a fake clock drives them
@@ -9,6 +10,7 @@ docs/boomi-api.md, not the client's: the fake must not share the client's belief
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import time
 import uuid
@@ -44,6 +46,22 @@ class SimContainer:
 
 
 @dataclass
+class SimEnvironment:
+    """An environment that runtimes are attached to (each runtime to at most one)."""
+
+    environment_id: str
+    name: str
+    # PROD or TEST; None: the key is omitted, as for accounts with basic environment support.
+    classification: str | None = "PROD"
+
+
+def attachment_id(container_id: str, environment_id: str) -> str:
+    """Boomi's EnvironmentAtomAttachment id: synthesized from both ids, long and not a UUID."""
+    raw = f"{container_id}:{environment_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+@dataclass
 class SimAccount:
     """A Boomi account: credentials, rate limit, and the containers and listeners it owns."""
 
@@ -55,6 +73,8 @@ class SimAccount:
     rate_limit_rps: float = 10.0
     containers: dict[str, SimContainer] = field(default_factory=dict)
     listeners: dict[str, SimListener] = field(default_factory=dict)  # ids unique per account
+    environments: dict[str, SimEnvironment] = field(default_factory=dict)
+    attachments: dict[str, str] = field(default_factory=dict)  # container id -> environment id
 
     def accepts(self, username: str, password: str) -> bool:
         """Whether these Basic credentials belong to this account."""
@@ -189,12 +209,59 @@ class World:
             raise KeyError(f"listener {listener_id} is not in account {account_id}")
         account.listeners[listener_id].status = status
 
-    def add_fleet(self, account_id: str, *, containers: int, listeners_per_container: int) -> None:
+    def add_environment(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        classification: str | None = "PROD",
+        environment_id: str | None = None,
+    ) -> SimEnvironment:
+        """Add an environment; its id defaults to one derived from the account and the name.
+
+        The default id does not draw from the seeded generator, so adding environments leaves
+        every other id of the world as it was.
+        """
+        account = self.account(account_id)
+        if environment_id is None:
+            environment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"environment:{account_id}/{name}"))
+        if environment_id in account.environments:
+            raise ValueError(f"environment {environment_id} already exists in account {account_id}")
+        environment = SimEnvironment(environment_id, name, classification)
+        account.environments[environment_id] = environment
+        return environment
+
+    def attach(self, account_id: str, container_id: str, environment_id: str) -> None:
+        """Attach a runtime to an environment; attaching it again moves it, as in Boomi."""
+        account = self.account(account_id)
+        if container_id not in account.containers:
+            raise KeyError(f"container {container_id} is not in account {account_id}")
+        if environment_id not in account.environments:
+            raise KeyError(f"environment {environment_id} is not in account {account_id}")
+        account.attachments[container_id] = environment_id
+
+    def detach(self, account_id: str, container_id: str) -> None:
+        """Detach a runtime from its environment; KeyError if it is not attached."""
+        account = self.account(account_id)
+        if account.attachments.pop(container_id, None) is None:
+            raise KeyError(f"container {container_id} is not attached to an environment")
+
+    def add_fleet(
+        self,
+        account_id: str,
+        *,
+        containers: int,
+        listeners_per_container: int,
+        unattached_containers: int = 0,
+    ) -> None:
         """Give an account a realistic, deterministic fleet.
 
         Ids are UUIDs from the seeded generator; containers are named like "prod-molecule-1";
         listeners cycle through WSS, Atom Queue, JMS, a connector with a long generated id and
-        one without a connector type, and are mostly listening.
+        one without a connector type, and are mostly listening. The account gets a PROD
+        environment "Production" and a TEST environment "Test"; each runtime is attached to
+        the one its name starts with, except `unattached_containers` more runtimes
+        ("spare-atom-1", ...) that are attached to none.
         """
         # A generated connector id like the ones newer Boomi connectors carry.
         generated_connector = f"officialboomi-X{self._rng.randrange(1000, 9999)}C-kafka-prod"
@@ -211,9 +278,14 @@ class World:
             ("test", "molecule", "MOLECULE"),
             ("prod", "cloud", "CLOUD"),
         ]
+        environments = {
+            "prod": self.add_environment(account_id, "Production", classification="PROD"),
+            "test": self.add_environment(account_id, "Test", classification="TEST"),
+        }
         numbers: dict[str, int] = {}
-        for index in range(containers):
-            environment, kind, runtime_type = runtimes[index % len(runtimes)]
+        layout = [runtimes[index % len(runtimes)] for index in range(containers)]
+        layout += [("spare", "atom", "ATOM")] * unattached_containers
+        for environment, kind, runtime_type in layout:
             prefix = f"{environment}-{kind}"
             numbers[prefix] = numbers.get(prefix, 0) + 1
             name = f"{prefix}-{numbers[prefix]}"
@@ -224,6 +296,10 @@ class World:
                 type=runtime_type,
                 host_name=f"{name}.boomi.example.internal",
             )
+            if environment in environments:
+                self.attach(
+                    account_id, container.container_id, environments[environment].environment_id
+                )
             for number in range(listeners_per_container):
                 connector_type, process_name = flavours[number % len(flavours)]
                 if number >= len(flavours):
@@ -293,6 +369,15 @@ class World:
                 "rate_limit_rps": account.rate_limit_rps,
                 "containers": [asdict(c) for c in account.containers.values()],
                 "listeners": [asdict(lst) for lst in account.listeners.values()],
+                "environments": [asdict(e) for e in account.environments.values()],
+                "attachments": [
+                    {
+                        "id": attachment_id(container_id, environment_id),
+                        "container_id": container_id,
+                        "environment_id": environment_id,
+                    }
+                    for container_id, environment_id in account.attachments.items()
+                ],
             }
             for account in self._accounts.values()
         }
