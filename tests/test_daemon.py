@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -53,15 +54,33 @@ async def test_metrics_match_the_simulator(
     first = sim_server.container_ids()[0]
     sim_server.sim.add_listener(ACCOUNT, first, "no-type", connector_type=None)
     running = await start_exporter(config_for(sim_server))
-    samples = await running.wait_for(lambda s: len(status_series(s)) == 13)
+    account = sim_server.account
+
+    def info_of(container: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
+        environment = account.environments[account.attachments[container.container_id]]
+        labels = {
+            "account_id": ACCOUNT,
+            "container_id": container.container_id,
+            "container_name": container.name,
+            "container_type": container.type,
+            "environment_id": environment.environment_id,
+            "environment_name": environment.name,
+            "environment_classification": environment.classification,
+        }
+        return ("boomi_container_info", tuple(sorted(labels.items())))
+
+    # The environments come from a background query after the Atom query: wait for them too.
+    samples = await running.wait_for(
+        lambda s: (
+            len(status_series(s)) == 13
+            and all(info_of(c) in s for c in account.containers.values())
+        )
+    )
     assert status_series(samples) == simulator_truth(sim_server)
-    for container in sim_server.account.containers.values():
+    for container in account.containers.values():
         ids = (("account_id", ACCOUNT), ("container_id", container.container_id))
         assert samples[("boomi_container_up", ids)] == 1
-        info = tuple(
-            sorted((*ids, ("container_name", container.name), ("container_type", container.type)))
-        )
-        assert samples[("boomi_container_info", info)] == 1
+        assert samples[info_of(container)] == 1
         assert time.time() - samples[("boomi_container_last_success_timestamp_seconds", ids)] < 5
         assert 0 < samples[("boomi_container_poll_duration_seconds", ids)] < 2
     connector_types = {
@@ -76,7 +95,13 @@ async def test_metrics_match_the_simulator(
         for (name, labels) in samples
         if name == "boomi_api_requests_total"
     }
-    assert {"listener_status_query", "listener_status_result", "atom_query"} <= requests
+    assert {
+        "listener_status_query",
+        "listener_status_result",
+        "atom_query",
+        "environment_query",
+        "environment_attachment_query",
+    } <= requests
 
 
 async def test_status_change_shows_within_one_interval(

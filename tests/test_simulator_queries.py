@@ -157,5 +157,6 @@ async def test_unknown_route_is_404_and_counted() -> None:
         reply = await api.call("GET", "Atom/query")
         assert reply.status == 404
         assert reply.json["@type"] == "Error"
-        assert (await api.call("POST", "Environment/query", {})).status == 404
+        # Environment/query stood here before the simulator served environments.
+        assert (await api.call("POST", "DeployedPackage/query", {})).status == 404
         assert sim.request_counts == {"GET unknown 404": 1, "POST unknown 404": 1}
