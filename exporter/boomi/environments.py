@@ -18,16 +18,6 @@ ENVIRONMENT_CLASSIFICATIONS: tuple[EnvironmentClassification, ...] = get_args(
     EnvironmentClassification
 )
 
-# Every environment, in a form the schema allows. The schema requires QueryFilter.expression, so
-# Boomi's CLI's empty `{"QueryFilter": {}}` is out; `classification EQUALS PROD or TEST` would
-# miss the environments of accounts with basic environment support, which have no
-# classification. Every environment has a name, and `%` matches any.
-ALL_ENVIRONMENTS_EXPRESSION: dict[str, Any] = {
-    "argument": ["%"],
-    "operator": "LIKE",
-    "property": "name",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Environment:
@@ -48,8 +38,16 @@ class EnvironmentAttachment:
 
 
 def environment_query_body() -> dict[str, Any]:
-    """The Environment/query body that lists every environment of the account."""
-    return {"QueryFilter": {"expression": dict(ALL_ENVIRONMENTS_EXPRESSION)}}
+    """The Environment/query body that lists every environment of the account.
+
+    The schema requires `QueryFilter.expression`, so Boomi's CLI's empty `{"QueryFilter": {}}`
+    is out, and `classification EQUALS PROD or TEST` would miss the environments of accounts
+    with basic environment support, which have no classification. Every environment has a
+    name, and `%` matches any.
+    """
+    return {
+        "QueryFilter": {"expression": {"argument": ["%"], "operator": "LIKE", "property": "name"}}
+    }
 
 
 def attachment_query_body(environment_id: str) -> dict[str, Any]:
