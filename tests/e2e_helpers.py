@@ -35,6 +35,8 @@ DASHBOARD = REPO_ROOT / "grafana" / "dashboards" / "boomi-listeners.json"
 
 JOB = "boomi-listener-exporter"
 REMEDIATION_RECEIVER = "boomi-remediation"
+PAGING_RECEIVER = "paging"
+LOW_URGENCY_RECEIVER = "low-urgency"
 
 # Set in CI: a missing binary is then a failure, not a skip, so the deploy files never go
 # untested without anyone noticing.
@@ -117,7 +119,7 @@ def write_alertmanager_config(path: Path, *, webhook_url: str, token_file: Path)
     """alertmanager.yml with the webhook at `webhook_url` and notifications after 1 s."""
     document = load_yaml(ALERTMANAGER_CONFIG)
     (route,) = [r for r in document["route"]["routes"] if r["receiver"] == REMEDIATION_RECEIVER]
-    assert route["matchers"] == ['remediate="true"'], route
+    assert route["matchers"] == ['remediate="true"', 'environment_classification!="TEST"'], route
     assert route["group_by"] == ["account_id", "container_id", "listener_id"], route
     # Only the waits shrink; group_by, repeat_interval and the receiver stay as shipped.
     route["group_wait"] = "1s"

@@ -18,6 +18,8 @@ from tests.e2e_helpers import (
     ALERTMANAGER_CONFIG,
     DASHBOARD,
     JOB,
+    LOW_URGENCY_RECEIVER,
+    PAGING_RECEIVER,
     PROMETHEUS_CONFIG,
     REMEDIATION_RECEIVER,
     alert_rules,
@@ -36,6 +38,9 @@ FILTER_VARIABLES = ("job", "instance", "account_id", "container_id")
 WEBHOOK_LABELS = ("account_id", "container_id", "listener_id")
 # Labels of the info series: names that become known, or change, while an alert is active.
 NAME_LABELS = ("process_name", "container_name", "container_type")
+# The labels an alert may take from an info series: the runtime's environment classification,
+# which Alertmanager routes by.
+JOINED_LABELS = ("environment_classification",)
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -76,6 +81,21 @@ def test_amtool_check_config(amtool: str) -> None:
     assert_ok(run(amtool, "check-config", str(ALERTMANAGER_CONFIG)))
 
 
+def routes_test(amtool: str, labels: dict[str, str], expected: str) -> None:
+    """`amtool config routes test`: the labels reach exactly the `expected` receivers."""
+    result = run(
+        amtool,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={expected}",
+        *(f"{name}={value}" for name, value in labels.items()),
+    )
+    assert_ok(result)
+    assert result.stdout.strip() == expected, result.stdout
+
+
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_alertmanager_routes_only_remediable_alerts_to_the_webhook(
     amtool: str, rule: dict[str, Any]
@@ -87,17 +107,39 @@ def test_alertmanager_routes_only_remediable_alerts_to_the_webhook(
         "container_id": "1045759d-mol",
         "listener_id": "7f3e-orders",
     }
-    expected = REMEDIATION_RECEIVER if labels.get("remediate") == "true" else "default"
-    result = run(
-        amtool,
-        "config",
-        "routes",
-        "test",
-        f"--config.file={ALERTMANAGER_CONFIG}",
-        f"--verify.receivers={expected}",
-        *(f"{name}={value}" for name, value in labels.items()),
-    )
-    assert_ok(result)
+    remediated = f"{REMEDIATION_RECEIVER},{PAGING_RECEIVER}"
+    routes_test(amtool, labels, remediated if labels.get("remediate") == "true" else "default")
+
+
+@pytest.mark.parametrize(
+    ("classification", "expected"),
+    [
+        ("PROD", f"{REMEDIATION_RECEIVER},{PAGING_RECEIVER}"),
+        ("TEST", LOW_URGENCY_RECEIVER),
+        # Not attached, or environments not readable: the label is absent; routed like PROD,
+        # so that an outage is never quieter for want of an environment.
+        (None, f"{REMEDIATION_RECEIVER},{PAGING_RECEIVER}"),
+    ],
+)
+def test_alertmanager_routes_errored_listeners_by_environment(
+    amtool: str, classification: str | None, expected: str
+) -> None:
+    (errored,) = [r for r in alert_rules() if r["alert"] == "BoomiListenerErrored"]
+    labels = {
+        "alertname": "BoomiListenerErrored",
+        **errored["labels"],
+        "account_id": "acme-AB12CD",
+        "container_id": "1045759d-mol",
+        "listener_id": "7f3e-orders",
+    }
+    if classification is not None:
+        labels["environment_classification"] = classification
+    routes_test(amtool, labels, expected)
+
+
+def test_other_alerts_of_test_runtimes_go_to_the_default_receiver(amtool: str) -> None:
+    labels = {"alertname": "BoomiRuntimeOffline", "severity": "warning"}
+    routes_test(amtool, labels | {"environment_classification": "TEST"}, "default")
 
 
 # -- alerts.yml and its tests ----------------------------------------------------------------
@@ -156,6 +198,19 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert set(firing) | set(quiet) <= alerts, "tests for alerts that do not exist"
 
 
+def test_errored_alert_carries_the_environment_and_its_tests_cover_prod_and_test() -> None:
+    (errored,) = [r for r in alert_rules() if r["alert"] == "BoomiListenerErrored"]
+    assert "group_left (environment_classification)" in " ".join(errored["expr"].split())
+    seen = {
+        alert["exp_labels"].get("environment_classification")
+        for case in load_yaml(ALERT_TESTS)["tests"]
+        for check in case.get("alert_rule_test", [])
+        if check["alertname"] == "BoomiListenerErrored"
+        for alert in check.get("exp_alerts") or []
+    }
+    assert {"PROD", "TEST", None} <= seen
+
+
 def test_errored_alert_tests_check_the_labels_the_webhook_needs() -> None:
     for case in load_yaml(ALERT_TESTS)["tests"]:
         for check in case.get("alert_rule_test", []):
@@ -170,9 +225,20 @@ def test_errored_alert_tests_check_the_labels_the_webhook_needs() -> None:
 def test_alert_labels_never_carry_names() -> None:
     # A label that changes while an alert is pending or firing ends that alert and starts
     # another (restarting `for:`, and notifying the remediation webhook again): names are
-    # looked up in the annotations instead, and never joined into an alert's labels.
+    # looked up in the annotations instead, and never joined into an alert's labels. The one
+    # label an alert takes from an info series is the environment classification, which
+    # Alertmanager routes by (alerts.test.yml shows what its change does).
     for rule in alert_rules():
-        assert not re.search(r"\bboomi_\w+_info\b", rule["expr"]), rule["alert"]
+        expr = " ".join(rule["expr"].split())
+        assert "boomi_listener_info" not in expr, rule["alert"]
+        copied = {
+            label.strip()
+            for labels in re.findall(r"group_(?:left|right)\s*\(([^)]*)\)", expr)
+            for label in labels.split(",")
+        }
+        assert copied <= set(JOINED_LABELS), (rule["alert"], copied)
+        if "boomi_container_info" in expr:
+            assert copied == set(JOINED_LABELS), rule["alert"]
         assert not set(NAME_LABELS) & set(rule.get("labels", {})), rule["alert"]
     for case in load_yaml(ALERT_TESTS)["tests"]:
         for check in case.get("alert_rule_test", []):
