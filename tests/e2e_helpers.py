@@ -188,6 +188,8 @@ TEST_VARIABLES = {
     "job": JOB,
     "instance": ".*",
     "account_id": ".*",
+    "environment_classification": ".*",
+    "environment": ".*",
     "container": ".*",
     "container_id": ".*",
     "__rate_interval": "1m",

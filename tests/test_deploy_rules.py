@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from exporter.boomi import LISTENER_STATUSES
 from exporter.metrics import ExporterMetrics, SnapshotCollector
 from exporter.state import SnapshotStore
 from tests.e2e_helpers import (
@@ -22,6 +23,7 @@ from tests.e2e_helpers import (
     PAGING_RECEIVER,
     PROMETHEUS_CONFIG,
     REMEDIATION_RECEIVER,
+    TEST_VARIABLES,
     alert_rules,
     dashboard_panels,
     dashboard_queries,
@@ -347,6 +349,52 @@ def test_container_variable_shows_names_and_selects_ids(dashboard: dict[str, Any
     assert order.index("account_id") < order.index("container") < order.index("container_id")
 
 
+ENVIRONMENT_VARIABLES = ("environment_classification", "environment")
+ENVIRONMENT_MATCHERS = (
+    'environment_classification=~"$environment_classification"',
+    'environment_name=~"$environment"',
+)
+
+
+def test_environment_variables_pick_the_containers_every_panel_shows(
+    dashboard: dict[str, Any],
+) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    order = [v["name"] for v in dashboard["templating"]["list"]]
+    # Classification, then name, then the containers in those environments.
+    assert (
+        order.index("account_id")
+        < order.index("environment_classification")
+        < order.index("environment")
+        < order.index("container")
+    )
+    for name in ENVIRONMENT_VARIABLES:
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["datasource"] == DATASOURCE, name
+        assert variable["multi"] and variable["includeAll"], name
+        assert variable.get("hide", 0) == 0, name
+        # All must be `.*`, which matches "": runtimes without an environment stay in view.
+        assert variable["allValue"] == ".*", name
+    classification = variables["environment_classification"]["definition"]
+    assert classification.startswith("label_values(boomi_container_info{")
+    assert classification.endswith(", environment_classification)")
+    environment = variables["environment"]["definition"]
+    assert ENVIRONMENT_MATCHERS[0] in environment
+    assert environment.endswith(", environment_name)")
+    # The container pickers, and so container_id, which every container panel filters on.
+    for name in ("container", "container_id"):
+        for matcher in ENVIRONMENT_MATCHERS:
+            assert matcher in variables[name]["definition"], (name, matcher)
+    for query in dashboard_queries(dashboard):
+        if "container_id" in query.expr or "boomi_listener" in query.expr:
+            assert 'container_id=~"$container_id"' in query.expr, query.panel
+
+
+def test_the_listener_table_shows_the_environment(dashboard: dict[str, Any]) -> None:
+    (query,) = [q for q in dashboard_queries(dashboard) if q.panel == "Listeners not listening"]
+    assert {"environment_name", "environment_classification"} <= query.shows
+
+
 def test_panels_name_the_listeners_and_containers_they_show(dashboard: dict[str, Any]) -> None:
     for query in dashboard_queries(dashboard):
         if "listener_id" in query.shows:
@@ -455,4 +503,98 @@ def test_dashboard_name_joins_evaluate_as_intended(
         ],
     }
     tests = write_yaml(tmp_path / "dashboard.test.yml", document)
+    assert_ok(run(promtool, "test", "rules", str(tests)))
+
+
+def test_dashboard_queries_filter_by_environment(
+    promtool: str, dashboard: dict[str, Any], tmp_path: Path
+) -> None:
+    """The variables as Grafana chains them, evaluated by promtool: the classification picks
+    the container ids, and the panels show those containers only; All keeps the runtime
+    attached to no environment."""
+    target = {"job": JOB, "instance": "a:9877", "account_id": "acme"}
+    environments = {
+        "c1": ("e1", "Production", "PROD"),
+        "c2": ("e2", "Test", "TEST"),
+        "c3": ("", "", ""),  # attached to no environment
+    }
+    series: list[tuple[str, str]] = []
+    for container, (env_id, env_name, classification) in environments.items():
+        ids = {**target, "container_id": container}
+        info = {
+            **ids,
+            "container_name": f"runtime-{container}",
+            "container_type": "ATOM",
+            "environment_id": env_id,
+            "environment_name": env_name,
+            "environment_classification": classification,
+        }
+        series.append((_selector("boomi_container_info", **info), "1x5"))
+        for status in ("listening", "paused", "errored", "unknown"):
+            labels = {**ids, "listener_id": f"l-{container}", "connector_type": "wss"}
+            value = "1x5" if status == "errored" else "0x5"
+            series.append((_selector("boomi_listener_status", **labels, status=status), value))
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    selector, _ = (
+        variables["container_id"]["definition"]
+        .removeprefix("label_values(")
+        .removesuffix(")")
+        .rsplit(",", 1)
+    )
+
+    def chosen(classification: str) -> dict[str, str]:
+        return {**TEST_VARIABLES, "environment_classification": classification}
+
+    def ids_of(classification: str, *containers: str) -> dict[str, Any]:
+        expr = f"count by (container_id) ({substitute_variables(selector, chosen(classification))})"
+        return {
+            "expr": expr,
+            "eval_time": "2m",
+            "exp_samples": [{"labels": _selector(container_id=c), "value": 1} for c in containers],
+        }
+
+    def panel(title: str, classification: str, container: str, *samples: Any) -> dict[str, Any]:
+        # Grafana puts the ids of the picked containers into $container_id.
+        values = chosen(classification) | {"container_id": container}
+        (query,) = [q for q in dashboard_queries(dashboard) if q.panel == title]
+        return {
+            "expr": substitute_variables(query.expr, values),
+            "eval_time": "2m",
+            "exp_samples": [
+                {"labels": _selector(**labels), "value": value} for labels, value in samples
+            ],
+        }
+
+    test_row = {
+        "account_id": "acme",
+        "container_id": "c2",
+        "listener_id": "l-c2",
+        "connector_type": "wss",
+        "status": "errored",
+        "container_name": "runtime-c2",
+        "environment_name": "Test",
+        "environment_classification": "TEST",
+    }
+    document = {
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": values} for name, values in series],
+                "promql_expr_test": [
+                    ids_of("PROD", "c1"),
+                    ids_of("TEST", "c2"),
+                    ids_of(".*", "c1", "c2", "c3"),
+                    panel("Listeners not listening", "TEST", "c2", (test_row, 1)),
+                    panel(
+                        "Listeners by status",
+                        "PROD",
+                        "c1",
+                        *(({"status": s}, 1 if s == "errored" else 0) for s in LISTENER_STATUSES),
+                    ),
+                ],
+            }
+        ],
+    }
+    tests = write_yaml(tmp_path / "dashboard-environments.test.yml", document)
     assert_ok(run(promtool, "test", "rules", str(tests)))

@@ -20,6 +20,10 @@ import pytest
 from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
 from tests.e2e_helpers import (
     JOB,
+    LOW_URGENCY_RECEIVER,
+    PAGING_RECEIVER,
+    REMEDIATION_RECEIVER,
+    TEST_VARIABLES,
     HttpService,
     ManagedProcess,
     Prometheus,
@@ -217,12 +221,24 @@ async def test_every_dashboard_query_parses_and_returns_data(
             what="boomi_container_online == 0 for the OFFLINE runtime",
             explain=lambda: _explain_prometheus(prometheus),
         )
+        # And the environments, read in the same background round as the runtimes.
+        await wait_until(
+            lambda: query_nonempty(
+                f'count(boomi_container_info{{job="{JOB}",environment_classification!=""}})'
+                f" == {len(account.attachments)}"
+            ),
+            timeout=20,
+            what="the environment labels of every attached runtime",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
         # Names a panel must show when it displays that label (in a legend or as a column) or
         # joins the info series that carries it: at least one of the simulator's.
         names = {
             "process_name": {listener.process_name for listener in account.listeners.values()},
             "container_name": {container.name for container in account.containers.values()},
             "container_type": {container.type for container in account.containers.values()},
+            "environment_name": {e.name for e in account.environments.values()},
+            "environment_classification": {"PROD", "TEST"},
         }
         joined = {"boomi_listener_info": "process_name", "boomi_container_info": "container_name"}
 
@@ -274,6 +290,10 @@ async def test_every_dashboard_query_parses_and_returns_data(
             expr = f"count by ({label.strip()}) ({substitute_variables(selector)})"
             assert await prometheus.query(expr), f"variable {variable['name']}: no values"
 
+        await dashboard_filters_by_environment(
+            prometheus, sim_server, dashboard, offline.container_id
+        )
+
         # Every shipped rule evaluates without error against the real metrics.
         async def rules_evaluated() -> list[dict[str, Any]] | None:
             rules = await prometheus.rules()
@@ -302,6 +322,48 @@ async def test_every_dashboard_query_parses_and_returns_data(
         assert active["annotations"]["summary"] == f"Boomi {kind} {offline.name} is OFFLINE"
 
 
+async def dashboard_filters_by_environment(
+    prometheus: Prometheus, sim_server: SimServer, dashboard: dict[str, Any], offline: str
+) -> None:
+    """Each classification, picked as Grafana chains the variables: the container ids it
+    yields are the runtimes in those environments, and no panel shows any other container."""
+    account = sim_server.account
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    selector = variables["container_id"]["definition"].removeprefix("label_values(")
+    selector = selector.removesuffix(")").rsplit(",", 1)[0]
+    failures = []
+    for classification in ("PROD", "TEST"):
+        values = TEST_VARIABLES | {"environment_classification": classification}
+        expected = {
+            container_id
+            for container_id, environment_id in account.attachments.items()
+            if account.environments[environment_id].classification == classification
+        }
+        result = await prometheus.query(
+            f"count by (container_id) ({substitute_variables(selector, values)})"
+        )
+        picked = {series["metric"]["container_id"] for series in result}
+        assert picked == expected, (classification, picked, expected)
+        # Grafana's All of a variable without allValue: the picked ids as a regex.
+        values["container_id"] = "|".join(sorted(picked))
+        shown_any = False
+        for query in dashboard_queries(dashboard):
+            if "container_id" not in query.expr:
+                continue  # the Boomi API panels are per account
+            rows = await prometheus.query(substitute_variables(query.expr, values))
+            shown = {
+                row["metric"]["container_id"] for row in rows if "container_id" in row["metric"]
+            }
+            shown_any = shown_any or bool(shown)
+            if not shown <= picked:
+                failures.append(f"{classification}: {query.panel} shows {sorted(shown - picked)}")
+            if query.panel == OFFLINE_PANEL and (offline in picked) != (offline in shown):
+                failures.append(f"{classification}: {query.panel} shows {sorted(shown)}")
+        if classification == "PROD":
+            assert shown_any, "no panel shows a PROD runtime"
+    assert not failures, "\n".join(failures)
+
+
 @pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 1.0}], indirect=True)
 async def test_errored_listener_is_restarted_through_alertmanager(
     sim_server: SimServer,
@@ -315,7 +377,23 @@ async def test_errored_listener_is_restarted_through_alertmanager(
         # A healthy fleet, so that the only alert, and the only restart, is the one we cause.
         for listener in sim_server.account.listeners.values():
             sim.set_status(ACCOUNT, listener.listener_id, "listening")
-        target = next(iter(sim_server.account.listeners.values()))
+        account = sim_server.account
+
+        def classification_of(container_id: str) -> str:
+            return account.environments[account.attachments[container_id]].classification or ""
+
+        # The errored listener on a PROD runtime is restarted; one on a TEST runtime, errored at
+        # the same time, only reaches the low-urgency receiver.
+        target = next(
+            listener
+            for listener in account.listeners.values()
+            if classification_of(listener.container_id) == "PROD"
+        )
+        bystander = next(
+            listener
+            for listener in account.listeners.values()
+            if classification_of(listener.container_id) == "TEST"
+        )
         token = secrets.token_urlsafe(24)
         running = await start_exporter(
             config_for(
@@ -371,7 +449,19 @@ async def test_errored_listener_is_restarted_through_alertmanager(
             explain=lambda: _explain_prometheus(prometheus),
         )
 
+        # Both environments are known before either listener errs (the exporter reads them at
+        # start), so neither alert's `for:` starts over.
+        await wait_until(
+            lambda: query_nonempty(
+                f'boomi_container_info{{container_id="{bystander.container_id}",'
+                'environment_classification="TEST"}'
+            ),
+            timeout=20,
+            what="the TEST runtime's environment in Prometheus",
+            explain=lambda: _explain_prometheus(prometheus),
+        )
         sim.set_status(ACCOUNT, target.listener_id, "errored")
+        sim.set_status(ACCOUNT, bystander.listener_id, "errored")
         firing = await wait_until(
             lambda: query_nonempty(
                 f'ALERTS{{alertname="BoomiListenerErrored",alertstate="firing",'
@@ -388,6 +478,29 @@ async def test_errored_listener_is_restarted_through_alertmanager(
         # Names are looked up in the annotations, never joined into the labels: a name that
         # arrives while the alert fires must not make it a new alert (and a second restart).
         assert "process_name" not in labels and "container_name" not in labels, labels
+        assert labels["environment_classification"] == "PROD", labels
+
+        async def routed_in_alertmanager() -> dict[str, list[str]] | None:
+            receivers: dict[str, list[str]] = {}
+            for alert in await alertmanager.get_json("/api/v2/alerts"):
+                alert_labels = alert["labels"]
+                if alert_labels.get("alertname") == "BoomiListenerErrored":
+                    receivers[alert_labels["listener_id"]] = sorted(
+                        receiver["name"] for receiver in alert["receivers"]
+                    )
+                    if alert_labels["listener_id"] == target.listener_id:
+                        assert alert_labels.get("environment_classification") == "PROD"
+            wanted = {target.listener_id, bystander.listener_id}
+            return receivers if wanted <= set(receivers) else None
+
+        receivers = await wait_until(
+            routed_in_alertmanager,
+            timeout=20,
+            what="both errored alerts in Alertmanager",
+            explain=explain,
+        )
+        assert receivers[target.listener_id] == [REMEDIATION_RECEIVER, PAGING_RECEIVER]
+        assert receivers[bystander.listener_id] == [LOW_URGENCY_RECEIVER]
 
         async def restarted_and_listening() -> bool | None:
             log = [e for e in sim.change_log if e["listener_id"] == target.listener_id]
@@ -402,7 +515,9 @@ async def test_errored_listener_is_restarted_through_alertmanager(
         )
 
         async def alert_resolved() -> bool | None:
-            alerts = await prometheus.query('ALERTS{alertname="BoomiListenerErrored"}')
+            alerts = await prometheus.query(
+                f'ALERTS{{alertname="BoomiListenerErrored",listener_id="{target.listener_id}"}}'
+            )
             return None if alerts else True
 
         await wait_until(
