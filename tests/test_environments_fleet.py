@@ -375,3 +375,55 @@ async def test_once_shows_the_environment_beside_each_container(
     names = {c.container_id: c.name for c in sim_server.account.containers.values()}
     assert any(line.startswith(names[first]) and "Production (PROD)" in line for line in lines)
     assert any(line.startswith(names[second]) and "no environment" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("sim_server", "layout", "requests"),
+    [
+        # The default fleet: Production (2 runtimes) and Test (1).
+        ({}, None, {"environment_query": 1, "environment_attachment_query": 2}),
+        # 250 runtimes in one environment: 3 pages of attachments.
+        ({"containers": 250, "listeners_per_container": 0}, [250],
+         {"environment_query": 1, "environment_attachment_query": 3}),
+        # 250 in three environments (100, 100, 50): still one request per 100 attachments.
+        ({"containers": 250, "listeners_per_container": 0}, [100, 100, 50],
+         {"environment_query": 1, "environment_attachment_query": 3}),
+    ],
+    indirect=["sim_server"],
+)  # fmt: skip
+async def test_a_round_costs_one_request_per_environment_and_per_100_more_rows(
+    sim_server: SimServer,
+    make_client: Callable[..., BoomiClient],
+    layout: list[int] | None,
+    requests: dict[str, int],
+) -> None:
+    sim, account = sim_server.sim, sim_server.account
+    if layout is not None:
+        for environment_id in list(account.environments):
+            del account.environments[environment_id]
+        account.attachments.clear()
+        runtimes = iter(account.containers)
+        for number, size in enumerate(layout):
+            environment = sim.add_environment(ACCOUNT, f"Environment {number}")
+            for _ in range(size):
+                sim.attach(ACCOUNT, next(runtimes), environment.environment_id)
+    store = SnapshotStore.for_containers((ACCOUNT, c, "") for c in account.containers)
+    refresher = FleetRefresher(
+        config(sim_server).accounts[0],
+        config(sim_server).names,
+        make_client(),
+        store,
+        lambda _account, _targets: None,
+    )
+    for _round in range(2):  # the same every round: nothing is cached that would go stale
+        sim.reset_counters()
+        assert await refresher.refresh_environments()
+        sent: dict[str, int] = {}
+        for key, count in sim.request_counts.items():
+            route = key.split()[1].removesuffix("_more")
+            sent[route] = sent.get(route, 0) + count
+        assert sent == requests
+    attached = {
+        snapshot.container_id for snapshot in store.containers() if snapshot.environment is not None
+    }
+    assert attached == set(account.attachments)
