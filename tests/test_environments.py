@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.boomi import (
     ApiError,
@@ -349,3 +351,54 @@ async def test_environment_calls_raise_only_the_clients_errors(
     sim_server.sim.set_faults(Faults())
     with pytest.raises(AuthError):
         await make_client(password="wrong").query_environments()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+row_values = st.none() | st.integers() | st.text(max_size=12) | st.lists(st.text(max_size=4))
+environment_rows = st.fixed_dictionaries(
+    {},
+    optional={"id": row_values, "name": row_values, "classification": row_values},
+)
+attachment_rows = st.fixed_dictionaries(
+    {},
+    optional={"id": row_values, "atomId": row_values, "environmentId": row_values},
+)
+
+
+def pages(rows: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return json_values | st.fixed_dictionaries(
+        {"result": st.lists(rows | json_values, max_size=4)},
+        optional={"queryToken": json_values, "numberOfResults": json_values},
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=pages(environment_rows))
+def test_environment_parser_takes_anything(body: Any) -> None:
+    try:
+        environments, token = parse_environment_page(body)
+    except MalformedResponse:
+        return
+    for environment in environments:
+        assert environment.environment_id and isinstance(environment.environment_id, str)
+        assert isinstance(environment.name, str) and isinstance(environment.classification, str)
+    assert token is None or (isinstance(token, str) and token)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=pages(attachment_rows))
+def test_attachment_parser_takes_anything(body: Any) -> None:
+    try:
+        attachments, token = parse_attachment_page(body)
+    except MalformedResponse:
+        return
+    for attachment in attachments:
+        assert attachment.container_id and attachment.environment_id
+        assert isinstance(attachment.attachment_id, str)
+    assert token is None or (isinstance(token, str) and token)
