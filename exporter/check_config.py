@@ -9,6 +9,10 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _environments(classifications: list[str]) -> str:
+    return ", ".join(classifications) if classifications else "any (also none)"
+
+
 def summarize(config: Config) -> str:
     """Describe a valid config for ``--check-config``, one setting per line, without any secret."""
     container_count = sum(len(account.containers) for account in config.accounts)
@@ -31,7 +35,9 @@ def summarize(config: Config) -> str:
             lines.append(
                 f"    discovery: every {_seconds(discovery.interval_seconds)}, types"
                 f" {', '.join(discovery.types)}, statuses {', '.join(discovery.statuses)},"
-                f" names matching {discovery.name_pattern!r}"
+                f" names matching {discovery.name_pattern!r}, environments"
+                f" {_environments(discovery.environment_classifications)} named"
+                f" {discovery.environment_name_pattern!r}"
             )
     poll = config.poll
     lines.append(
@@ -62,6 +68,7 @@ def summarize(config: Config) -> str:
         f"  webhook auth: {auth_kind}",
         f"  allowed actions: {', '.join(remediation.allowed_actions)}",
         f"  restart when: {', '.join(remediation.restart_when)}",
+        f"  runtimes in environments: {_environments(remediation.environment_classifications)}",
         f"  cooldown per listener: {_seconds(remediation.cooldown_seconds)}",
         f"  at most {remediation.max_actions_per_hour} actions per hour",
         f"  verify timeout: {_seconds(remediation.verify_timeout_seconds)}",

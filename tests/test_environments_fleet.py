@@ -12,14 +12,16 @@ from typing import Any
 import pytest
 
 from exporter.boomi import BoomiClient, Environment
+from exporter.check_config import summarize
 from exporter.cli import print_table
-from exporter.config import Config
+from exporter.config import Config, parse_config
 from exporter.daemon import poll_once
 from exporter.fleet import FleetRefresher
 from exporter.metrics import SnapshotCollector
 from exporter.simulator import Faults
 from exporter.state import SnapshotStore
 from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
+from tests.test_config import ENABLED, config_text
 from tests.test_fleet import wait_until
 from tests.test_remediation import REMEDIATION, errored_alert, outcomes, payload, post
 
@@ -427,3 +429,18 @@ async def test_a_round_costs_one_request_per_environment_and_per_100_more_rows(
         snapshot.container_id for snapshot in store.containers() if snapshot.environment is not None
     }
     assert attached == set(account.attachments)
+
+
+def test_check_config_shows_the_environment_limits() -> None:
+    limited = config_text(
+        ENABLED,
+        ("remediation.auth", "none"),
+        ("remediation.environment_classifications", ["PROD"]),
+        ("accounts.0.discovery", {"enabled": True, "environment_classifications": ["TEST"],
+                                  "environment_name_pattern": "Test.*"}),
+    )  # fmt: skip
+    summary = summarize(parse_config(limited))
+    assert "runtimes in environments: PROD" in summary
+    assert "environments TEST named 'Test.*'" in summary
+    everything = summarize(parse_config(config_text(ENABLED, ("remediation.auth", "none"))))
+    assert "runtimes in environments: any (also none)" in everything
