@@ -2,11 +2,14 @@
 
 Why a thread: a commit with `synchronous=FULL` waits for fsync, and fsync time belongs to the
 disk. Measured on the development machine (ext4 on virtio, single-row commits, WAL): 0.30 ms
-median, 0.59 ms p99, 4.3 ms max with the machine idle; 4 ms median, 12-15 ms p99, 20 ms max
-with the machine loaded by other test runs (bench/ledger.py). On the event loop that would
-stall every scrape and poll by as much; the same duplicate storm with the writes made on the
-loop lagged it by 512 ms. So one dedicated thread owns the connection (sqlite3 releases the
-GIL while SQLite works); the loop only queues a call and is woken with its result.
+median, 0.59 ms p99, 4.3 ms max when it was quiet; 4 ms median, 12 ms p99, 20 ms max while
+other test runs loaded it (bench/ledger.py). Made on the event loop, every one of those waits
+would stall scrapes and polls: 200 duplicate deliveries written synchronously on the loop
+lagged it by up to 171 ms (512 ms and 1.7 s when started all at once). So one dedicated thread
+owns the connection (sqlite3 releases the GIL while SQLite works); the loop only queues a call
+and is woken with its result, about 0.05 ms of its own CPU per call. (On that loaded machine
+the loop still lagged more during worker-thread storms, p99 7-13 ms, than when idle, p99 2 ms:
+CPU and GIL contention with the worker, not waits for the disk.)
 
 Group commit: the thread takes every call that is waiting and runs them in one transaction
 (`LedgerFile.together`), in order, so a storm of deliveries costs a few fsyncs rather than one
