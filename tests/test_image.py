@@ -150,8 +150,9 @@ def stop_gracefully(container: str) -> None:
     docker("stop", "--time", "30", container, timeout=60)
     stopped_after = time.monotonic() - started
     print(f"image: docker stop took {stopped_after:.1f} s")
-    # A generous process-level bound: the exporter stops in well under a second (0.3 s seen);
-    # 10 s is Docker's default grace period, after which a real deployment would kill it.
+    # A generous process-level bound: the exporter stops within about a second (0.3 to 1.1 s
+    # seen, `docker stop` included, on a busy 2-core machine); 10 s is Docker's default grace
+    # period, after which a real deployment would kill it.
     assert stopped_after < 10
     state = inspect(container)["State"]
     assert (state["ExitCode"], state["OOMKilled"]) == (0, False)
@@ -292,9 +293,16 @@ def test_demo_runs_locked_down_becomes_healthy_as_uid_10001_and_stops_on_docker_
             assert status != "unhealthy", inspect(container)["State"]["Health"]["Log"]
             return bool(status == "healthy")
 
+        wait_until_running_and(
+            container, lambda: get(f"http://127.0.0.1:{port}/-/healthy"), "/-/healthy", 60
+        )
+        answering = time.monotonic() - started
         # Docker 20.10 runs the first check one interval (30 s) after the start.
         wait_until_running_and(container, healthy, "health status healthy", timeout=120)
-        print(f"image: healthy {time.monotonic() - started:.1f} s after docker run")
+        print(
+            f"image: /-/healthy answers {answering:.1f} s after docker run, Docker's health"
+            f" status is healthy after {time.monotonic() - started:.1f} s"
+        )
 
         metrics = wait_until_running_and(
             container,
@@ -369,8 +377,7 @@ async def test_polls_the_simulator_with_a_mounted_config_and_password_file(
         metrics_text = await asyncio.to_thread(
             wait_until_running_and, container, all_up, "every container up", 60
         )
-        for container_id in containers:
-            assert f'container_id="{container_id}"}} 1.0' in metrics_text
+        assert container_up(metrics_text) == dict.fromkeys(containers, 1.0)
         # The exporter logged in with the password from the file and polled over the socket.
         assert sim_server.count("POST listener_status_query 200") >= len(containers)
         assert sim_server.count("POST listener_status_query 401") == 0
