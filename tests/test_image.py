@@ -353,8 +353,8 @@ async def test_polls_the_simulator_with_a_mounted_config_and_password_file(
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     config_file.chmod(0o644)
-    # As the README asks: the secret is readable by the image's user, and (as root, who can
-    # give it away) by no one else.
+    # As the README asks: the secret is readable by the image's user, and by no one else where
+    # the test may chown (as root); otherwise by everyone.
     secret_file = tmp_path / "boomi-password"
     secret_file.write_text(SECRET + "\n", encoding="utf-8")
     if os.geteuid() == 0:
