@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from exporter.config import Config
 
 
@@ -9,7 +11,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def _environments(classifications: list[str]) -> str:
+def _environments(classifications: Sequence[str]) -> str:
     return ", ".join(classifications) if classifications else "any (also none)"
 
 
