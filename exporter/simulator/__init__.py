@@ -2,7 +2,7 @@
 
 It serves the parts of the API described in docs/boomi-api.md, with injectable faults from a
 seeded generator and a control API under ``/__simulator/``. Its modules, one job each:
-``world`` (accounts, containers, listeners, effects of actions; no HTTP), ``faults``,
+``world`` (accounts, containers, listeners, environments, effects of actions; no HTTP), ``faults``,
 ``wire`` (QueryFilter, Basic auth, XML), ``api`` (the Boomi handlers and their route table),
 ``control`` (the control API) and ``server`` (the Simulator: clock, rng, request pipeline,
 ``serve``, ``describe``).
@@ -16,21 +16,24 @@ from .server import Simulator, describe, serve
 from .wire import (
     BadRequest,
     parse_basic_auth,
+    parse_filter_predicate,
     parse_listener_status_filter,
     parse_query_filter,
     render_xml,
 )
-from .world import SimAccount, SimContainer, SimListener
+from .world import SimAccount, SimContainer, SimEnvironment, SimListener
 
 __all__ = [
     "BadRequest",
     "Faults",
     "SimAccount",
     "SimContainer",
+    "SimEnvironment",
     "SimListener",
     "Simulator",
     "describe",
     "parse_basic_auth",
+    "parse_filter_predicate",
     "parse_listener_status_filter",
     "parse_query_filter",
     "render_xml",
