@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Simulator
+from exporter.simulator import Simulator, parse_filter_predicate
 from tests.simulator_helpers import ACCOUNT, JSON, Api, basic, make_sim, running
 
 
@@ -256,3 +256,22 @@ def test_the_fleet_has_a_prod_and_a_test_environment_and_spare_runtimes() -> Non
     # Environments do not draw from the seeded generator: the fleet's ids stay as they were.
     plain = Simulator.with_fleet(account_id=ACCOUNT, containers=4, listeners_per_container=1)
     assert list(plain.accounts[ACCOUNT].containers) == list(account.containers)[:4]
+
+
+@pytest.mark.parametrize(
+    ("expr", "fields", "expected"),
+    [
+        (expression("name", "LIKE", "%"), {"name": ""}, True),
+        (expression("name", "LIKE", "%"), {"name": None}, False),  # an absent field
+        (expression("name", "LIKE", "a.c%"), {"name": "a.cde"}, True),
+        (expression("name", "LIKE", "a.c%"), {"name": "abcde"}, False),  # . is no wildcard
+        (expression("name", "LIKE", "a_c"), {"name": "abc"}, True),
+        (expression("name", "LIKE", "a_c"), {"name": "abbc"}, False),
+        (expression("name", "EQUALS", "x"), {"name": None}, False),
+        (expression("name", "NOT_EQUALS", "x"), {"name": None}, True),
+        (expression("name", "IS_NOT_NULL"), {"name": ""}, False),
+    ],
+)
+def test_filter_predicate(expr: dict[str, Any], fields: dict[str, Any], expected: bool) -> None:
+    predicate = parse_filter_predicate(query(expr), {"name"})
+    assert predicate(fields) is expected
