@@ -20,7 +20,7 @@ from .wire import (
     parse_query_filter,
     render_xml,
 )
-from .world import SimAccount, SimContainer, SimListener
+from .world import SimAccount, SimContainer, SimListener, SimUser
 
 __all__ = [
     "BadRequest",
@@ -28,6 +28,7 @@ __all__ = [
     "SimAccount",
     "SimContainer",
     "SimListener",
+    "SimUser",
     "Simulator",
     "describe",
     "parse_basic_auth",
