@@ -33,8 +33,11 @@ def no_repeats(values: list[str]) -> list[str]:
 
 
 def secret_from_file(data: Any, field: str, info: ValidationInfo) -> Any:
-    """Replace ``<field>_file`` by ``<field>``: the file's content minus one trailing newline."""
+    """Set ``<field>`` to the content of the file ``<field>_file`` names, minus one trailing
+    newline, and ``<field>_file`` to the file's resolved path, so it can be watched."""
     file_key = f"{field}_file"
+    if isinstance(data, dict) and file_key in data and data[file_key] is None:
+        data = {key: value for key, value in data.items() if key != file_key}
     if not isinstance(data, dict) or file_key not in data:
         return data
     if field in data:
@@ -58,6 +61,4 @@ def secret_from_file(data: Any, field: str, info: ValidationInfo) -> Any:
         content = content[:-2]
     elif content.endswith("\n"):
         content = content[:-1]
-    remaining = {key: value for key, value in data.items() if key != file_key}
-    remaining[field] = content
-    return remaining
+    return {**data, field: content, file_key: str(path)}

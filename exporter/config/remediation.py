@@ -28,6 +28,8 @@ class BasicAuthConfig(StrictModel):
 
     username: str = Field(min_length=1)
     password: SecretStr = Field(min_length=1)
+    # Where the password was read from, re-read when it changes (see AccountConfig).
+    password_file: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -39,6 +41,8 @@ class WebhookAuthConfig(StrictModel):
     """How the webhook authenticates Alertmanager: a bearer token or Basic auth, exactly one."""
 
     bearer_token: SecretStr | None = Field(default=None, min_length=1)
+    # Where the token was read from, re-read when it changes (see AccountConfig).
+    bearer_token_file: str | None = Field(default=None, exclude=True)
     basic: BasicAuthConfig | None = None
 
     @model_validator(mode="before")
