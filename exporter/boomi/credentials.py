@@ -240,11 +240,16 @@ class AccountCredentials:
 
     def refusal(self, operation: str) -> str | None:
         """Why a call of `operation` would not be sent now (one sentence), or None."""
+        refused = self._refusal(operation)
+        return None if refused is None else refused[1]
+
+    def _refusal(self, operation: str) -> tuple[bool, str] | None:
+        """(whether a ListenerStatus answer may lift it, the sentence), or None."""
         record, _ = self._current()
         if record.rejections >= self.max_auth_failures:
-            return self._stopped_message(record)
+            return False, self._stopped_message(record)
         if operation in self.missing_privileges:
-            return (
+            return False, (
                 f"the Boomi user of account {self.account_id} lacks the privilege for"
                 f" {operation} (HTTP 403): not called again until a reload"
             )
@@ -253,7 +258,7 @@ class AccountCredentials:
             # An account without containers makes no ListenerStatus call: after the back-off,
             # its other calls try again themselves.
             if self._paused_at is not None and now < self._paused_at + self.backoff_seconds:
-                return (
+                return True, (
                     f"{operation} on account {self.account_id} waits: Boomi refused"
                     f" {', '.join(sorted(self._suspects))} (HTTP 403), and the next"
                     " ListenerStatus call tells whether the credentials or a privilege are missing"
@@ -263,13 +268,13 @@ class AccountCredentials:
                 and record.unsettled_at is not None
                 and now < record.unsettled_at + self.backoff_seconds
             ):
-                return (
+                return True, (
                     f"{operation} on account {self.account_id} waits: Boomi refused a call of"
                     f" user {self.user} (HTTP 403), and the next ListenerStatus call tells"
                     " whether the credentials or a privilege are missing"
                 )
         if not record.proven and now < record.retry_at:
-            return (
+            return False, (
                 f"Boomi rejected the credentials of account {self.account_id} (HTTP"
                 f" {record.last_status}); no calls for this account during a back-off of"
                 f" {self.backoff_seconds:g} s, so the user is not locked out"
@@ -278,9 +283,9 @@ class AccountCredentials:
 
     def admit(self, operation: str, container_id: str = "") -> Ticket:
         """Leave to send a call of `operation`; AuthError, without I/O, when none may go out."""
-        refusal = self.refusal(operation)
-        if refusal is not None:
-            raise AuthError(refusal, operation=operation, container_id=container_id)
+        refused = self._refusal(operation)
+        if refused is not None:
+            raise AuthError(refused[1], operation=operation, container_id=container_id)
         record, authorization = self._current()
         return Ticket(record, authorization, record.proven, record.probe_round)
 
@@ -288,18 +293,32 @@ class AccountCredentials:
         self, operation: str, container_id: str, send: Callable[[Ticket], Awaitable[T]]
     ) -> T:
         """Call `send` with leave for one request: at once for a proven secret, else as the
-        probe, one at a time. AuthError (from `admit`) or ProbeFailed, without I/O, instead."""
+        probe, one at a time. AuthError or ProbeFailed, without I/O, instead.
+
+        With `status_probes`, a call other than ListenerStatus that would probe, or that waits
+        for a ListenerStatus answer to settle a 403, waits for that answer (at most one
+        back-off) rather than fail.
+        """
+        loop = asyncio.get_running_loop()
+        wait_until = loop.time() + self.backoff_seconds
         while True:
+            refused = self._refusal(operation)
+            record, _ = self._current()
+            waits = (
+                self.status_probes
+                and operation not in STATUS_OPERATIONS
+                and (refused[0] if refused is not None else not record.proven)
+            )
+            # Past wait_until no ListenerStatus call came (every container OFFLINE, say): the
+            # call goes on as if there were none.
+            if waits and loop.time() < wait_until:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(wait_until):
+                        await record.answered.wait()
+                continue
             ticket = self.admit(operation, container_id)
             if ticket.proven:
                 return await send(ticket)
-            record = ticket.record
-            if operation not in STATUS_OPERATIONS and self.status_probes:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.backoff_seconds):
-                        await record.answered.wait()
-                        continue
-                # No ListenerStatus call came (every container OFFLINE, say): probe, then.
             async with record.probing:
                 if record.probe_round != ticket.probe_round and record.probe_failure is not None:
                     raise ProbeFailed(record.probe_failure)
