@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from exporter.boomi.credentials import (
     Ticket,
     UserKey,
 )
+from exporter.config import ConfigError, parse_config
 
 URL = "https://api.boomi.com/api/rest/v1"
 WRONG = "wr0ng-Secret-1"
@@ -319,3 +321,43 @@ async def test_with_status_probes_a_background_call_goes_alone_after_one_back_of
         return ticket.proven
 
     assert await credentials.send(OP_ATOM, "", send) is False  # the probe, after the wait
+
+
+# -- the configuration ------------------------------------------------------------------------
+
+
+def account_yaml(extra: str) -> str:
+    return (
+        "accounts:\n"
+        "  - account_id: acme\n"
+        "    username: BOOMI_TOKEN.ops@acme.example\n"
+        f"{extra}"
+        "    containers: [{id: c-1}]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("max_auth_failures: 0", "accounts[0].max_auth_failures: must be 1 or more"),
+        ("max_auth_failures: 6", "accounts[0].max_auth_failures: must be at most 5"),
+        ("max_auth_failures: 2.5", "accounts[0].max_auth_failures: must be a whole number"),
+        ("auth_failure_backoff_seconds: -1", "auth_failure_backoff_seconds: must be 0 or more"),
+    ],
+)
+def test_max_auth_failures_is_1_to_5(line: str, error: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(account_yaml(f"    password: p\n    {line}\n"))
+    assert str(caught.value).endswith(error), str(caught.value)
+
+
+def test_the_defaults_and_the_password_file_path_kept_to_be_watched(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    config = parse_config(account_yaml("    password_file: token\n"), base_dir=tmp_path)
+    account = config.accounts[0]
+    assert (account.max_auth_failures, account.auth_failure_backoff_seconds) == (2, 300.0)
+    assert account.password.get_secret_value() == "s3cret"
+    assert account.password_file == str(tmp_path / "token")
+    assert "password_file" not in account.model_dump()  # a dump is loadable as it is
+    inline = parse_config(account_yaml("    password: p\n")).accounts[0]
+    assert inline.password_file is None

@@ -78,7 +78,7 @@ class AccountConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_password_file(cls, data: Any, info: ValidationInfo) -> Any:
-        return secret_from_file(data, "password", info)
+        return secret_from_file(data, "password", info, keep_path=True)
 
     @field_validator("account_id")
     @classmethod

@@ -32,12 +32,15 @@ def no_repeats(values: list[str]) -> list[str]:
     return values
 
 
-def secret_from_file(data: Any, field: str, info: ValidationInfo) -> Any:
-    """Set ``<field>`` to the content of the file ``<field>_file`` names, minus one trailing
-    newline, and ``<field>_file`` to the file's resolved path, so it can be watched."""
+def secret_from_file(
+    data: Any, field: str, info: ValidationInfo, *, keep_path: bool = False
+) -> Any:
+    """Replace ``<field>_file`` by ``<field>``: the file's content minus one trailing newline.
+
+    With ``keep_path`` (for a model that declares ``<field>_file``, to watch the file), keep
+    ``<field>_file`` too, as the file's resolved path.
+    """
     file_key = f"{field}_file"
-    if isinstance(data, dict) and file_key in data and data[file_key] is None:
-        data = {key: value for key, value in data.items() if key != file_key}
     if not isinstance(data, dict) or file_key not in data:
         return data
     if field in data:
@@ -61,4 +64,8 @@ def secret_from_file(data: Any, field: str, info: ValidationInfo) -> Any:
         content = content[:-2]
     elif content.endswith("\n"):
         content = content[:-1]
-    return {**data, field: content, file_key: str(path)}
+    remaining = {key: value for key, value in data.items() if key != file_key}
+    remaining[field] = content
+    if keep_path:
+        remaining[file_key] = str(path)
+    return remaining

@@ -34,7 +34,7 @@ class BasicAuthConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_password_file(cls, data: Any, info: ValidationInfo) -> Any:
-        return secret_from_file(data, "password", info)
+        return secret_from_file(data, "password", info, keep_path=True)
 
 
 class WebhookAuthConfig(StrictModel):
@@ -48,7 +48,7 @@ class WebhookAuthConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_bearer_token_file(cls, data: Any, info: ValidationInfo) -> Any:
-        return secret_from_file(data, "bearer_token", info)
+        return secret_from_file(data, "bearer_token", info, keep_path=True)
 
     @model_validator(mode="after")
     def _check_exactly_one(self) -> WebhookAuthConfig:
