@@ -265,6 +265,12 @@ async def test_revoking_the_token_costs_at_most_two_more_rejections(
     assert more <= 2
     assert not boomi.locked()
     assert await daemon.rejected_gauge() == {"acct-a": 1.0, "acct-b": 1.0}
+    # A reload with the same secret changes nothing: only a new value is tried.
+    ok, message = await daemon.exporter.reload()
+    assert ok, message
+    await asyncio.sleep(0.5)
+    assert boomi.rejected() - before == more
+    assert await daemon.rejected_gauge() == {"acct-a": 1.0, "acct-b": 1.0}
     # The new token, written into the file, is tried at once and works.
     write_atomically(secret, "the-next-token")
     await wait_until(lambda: all(daemon.up()))
