@@ -25,8 +25,10 @@ def summarize(config: Config) -> str:
             f"    base_url: {account.base_url}",
             f"    username: {account.username}",
             f"    rate budget: {account.max_requests_per_second:g} requests/s",
-            "    after rejected credentials: no calls for"
-            f" {_seconds(account.auth_failure_backoff_seconds)}",
+            f"    password: {f'from {account.password_file}' if account.password_file else 'set'}",
+            f"    after rejected credentials: no calls for"
+            f" {_seconds(account.auth_failure_backoff_seconds)}, then none at all after"
+            f" {account.max_auth_failures} until the secret changes",
             f"    containers: {len(account.containers)}",
         ]
         for container in account.containers:

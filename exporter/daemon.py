@@ -10,14 +10,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter.boomi import BoomiClient
+from exporter.boomi import OP_QUERY, BoomiClient
+from exporter.boomi.credentials import CredentialGates
 from exporter.boomi.settings import ClientSettings
 from exporter.config import AccountConfig, Config, ConfigError, load_config
 from exporter.fleet import FleetRefresher, merge_targets
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, Target
 from exporter.remediation import Remediator, add_webhook
+from exporter.secretfile import DEFAULT_INTERVAL_SECONDS, SecretFile
 from exporter.state import SnapshotStore
+from exporter.watched_secrets import FileSecret, WatchedSecrets, current_webhook_auth
 from exporter.web import create_app, start_server
 
 log = logging.getLogger(__name__)
@@ -34,17 +37,32 @@ def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
 class Exporter:
     """The running daemon: polls in the background and serves what it learnt over HTTP."""
 
-    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        secret_check_seconds: float = DEFAULT_INTERVAL_SECONDS,
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.store = SnapshotStore()
         self.metrics = ExporterMetrics(self.store)
+        # One for the daemon: accounts of one Boomi user share its count of rejected sign-ins.
+        self.gates = CredentialGates()
+        self.secrets = WatchedSecrets(
+            on_change=self._secret_changed, interval_seconds=secret_check_seconds
+        )
+        self.secrets.follow(config)
         self.clients: dict[str, BoomiClient] = {
-            account.account_id: ClientSettings.from_config(account, config).build(
-                on_request=self.metrics.observe_request
-            )
+            account.account_id: self._build_client(ClientSettings.from_config(account, config))
             for account in config.accounts
         }
+        for account in config.accounts:
+            self._probe_with_status(account)
+        self.metrics.credentials.accounts = lambda: (
+            (account_id, client.calls_stopped) for account_id, client in self.clients.items()
+        )
         self.poller = Poller(
             self.clients,
             self.store,
@@ -60,14 +78,44 @@ class Exporter:
             self.metrics.count_remediation,
             containers=self.polled_containers,
         )
+        self.remediator.auth_source = lambda: current_webhook_auth(
+            self.remediator.config.auth, self.secrets
+        )
         self.app = create_app(
             self.store,
             self.metrics,
             extra_routes=lambda app: add_webhook(app, self.remediator),
             reload=self.reload if config_path is not None else None,
+            notices=self.notices,
         )
         self._runner: web.AppRunner | None = None
         self._reloading = asyncio.Lock()
+
+    def _build_client(self, settings: ClientSettings) -> BoomiClient:
+        password = None
+        if settings.password_file is not None:
+            password = FileSecret(self.secrets.file(settings.password_file), settings.password)
+        return settings.build(
+            on_request=self.metrics.observe_request, gates=self.gates, password=password
+        )
+
+    def _probe_with_status(self, account: AccountConfig) -> None:
+        # Listed containers are polled from the start: their ListenerStatus calls prove a new
+        # secret (see exporter.boomi.credentials).
+        self.clients[account.account_id].credentials.status_probes = bool(account.containers)
+
+    def _secret_changed(self, file: SecretFile) -> None:
+        # A new Boomi secret is tried at once: the account's containers are polled now rather
+        # than at their next interval.
+        for account in self.config.accounts:
+            if account.password_file is not None and Path(account.password_file) == file.path:
+                self.poller.restart_account(account.account_id)
+
+    def notices(self) -> list[str]:
+        """What the landing page says above the containers: stopped calls, bad secret files."""
+        stopped = (client.refusal(OP_QUERY) for client in self.clients.values())
+        refusals = [refusal for refusal in stopped if refusal is not None]
+        return [*dict.fromkeys(refusals), *self.secrets.problems()]
 
     def polled_containers(self) -> Mapping[str, frozenset[str]]:
         """Each account's containers being polled now (listed and discovered): the allow-list."""
@@ -93,6 +141,7 @@ class Exporter:
     async def start(self, host: str, port: int) -> int:
         """Start serving HTTP and polling; return the port really bound (for port 0)."""
         self._runner, bound = await start_server(self.app, host, port)
+        self.secrets.start()
         for account in self.config.accounts:
             refresher = self._refresher(account, self.config)
             self.refreshers[account.account_id] = refresher
@@ -144,6 +193,7 @@ class Exporter:
         old_accounts = {account.account_id: account for account in old.accounts}
         new_ids = {account.account_id for account in new.accounts}
         retired: list[BoomiClient] = []
+        self.secrets.follow(new)
         for account_id in set(old_accounts) - new_ids:
             await self.refreshers.pop(account_id).stop()
             self._targets.pop(account_id, None)
@@ -163,9 +213,11 @@ class Exporter:
                 if previous is not None:
                     retired.append(self.clients[account.account_id])
                     restarted.append(account.account_id)
-                self.clients[account.account_id] = settings.build(
-                    on_request=self.metrics.observe_request
-                )
+                self.clients[account.account_id] = self._build_client(settings)
+            else:
+                # A reload is when calls Boomi refused for a missing privilege are tried again.
+                self.clients[account.account_id].reset_privileges()
+            self._probe_with_status(account)
             if client_changed or previous != account or old.names != new.names:
                 refresher = self.refreshers.pop(account.account_id, None)
                 if refresher is not None:
@@ -196,6 +248,7 @@ class Exporter:
 
     async def stop(self) -> None:
         """Stop polling and remediating, close the Boomi sessions and the HTTP server."""
+        await self.secrets.stop()
         await asyncio.gather(*(refresher.stop() for refresher in self.refreshers.values()))
         await self.poller.stop()
         await self.remediator.stop()
@@ -208,6 +261,9 @@ class Exporter:
 async def poll_once(config: Config) -> SnapshotStore:
     """Poll every configured container once, concurrently, name what was found; the store."""
     exporter = Exporter(config)
+    for client in exporter.clients.values():
+        # The Atom query goes first here, and alone: it is the one to try the credentials.
+        client.credentials.status_probes = False
     found = {account.account_id: merge_targets(account, None) for account in config.accounts}
     exporter.store.set_containers(
         (t.account_id, t.container_id, t.name) for ts in found.values() for t in ts

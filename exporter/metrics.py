@@ -35,7 +35,7 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -414,6 +414,26 @@ def gzip_join(head: _Part, middle: _Part, tail: bytes) -> bytes:
     return b"".join((header, head.deflated, middle.deflated, body, trailer))
 
 
+class CredentialsCollector(Collector):
+    """`boomi_account_credentials_rejected`, read from the clients at each scrape."""
+
+    def __init__(self) -> None:
+        # (account id, calls stopped) for each configured account; set by the daemon.
+        self.accounts: Callable[[], Iterable[tuple[str, bool]]] = tuple
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per configured account."""
+        family = GaugeMetricFamily(
+            "boomi_account_credentials_rejected",
+            "1 while no call goes to Boomi for this account because Boomi rejected its"
+            " credentials max_auth_failures times, until the secret changes; else 0.",
+            labels=["account_id"],
+        )
+        for account_id, stopped in self.accounts():
+            family.add_metric([account_id], 1.0 if stopped else 0.0)
+        yield family
+
+
 class ExporterMetrics:
     """The snapshot renderer plus the exporter's own instrumentation in a small registry."""
 
@@ -451,6 +471,8 @@ class ExporterMetrics:
             ["account_id", "container_id", "listener_id", "action", "outcome"],
             registry=self.registry,
         )
+        self.credentials = CredentialsCollector()
+        self.registry.register(self.credentials)
 
     def observe_request(self, account_id: str, operation: str, code: str, seconds: float) -> None:
         """Record one HTTP attempt to Boomi (the client's `on_request` hook)."""

@@ -136,15 +136,13 @@ class Poller:
                 str(exc),
                 duration_seconds=time.monotonic() - started,
             )
-            # Once per kind of failure and container: a wrong password must not log an ERROR on
-            # every poll, but a new kind of trouble is news.
+            # Once per kind of failure and container: a new kind of trouble is news, a repeated
+            # one is not. Rejected credentials are the client's to log, once per user and
+            # secret (exporter.boomi.credentials), not once per container.
             kind = type(exc).__name__
             repeated = self._failure_kinds.get((target.account_id, target.container_id)) == kind
             self._failure_kinds[(target.account_id, target.container_id)] = kind
-            if repeated:
-                level = logging.DEBUG
-            else:
-                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
+            level = logging.DEBUG if repeated or isinstance(exc, AuthError) else logging.WARNING
             log.log(level, "polling %s failed: %s", where, exc)
             return False
         except Exception:

@@ -29,7 +29,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.boomi import BoomiClient, BoomiError
-from exporter.boomi.shapes import REMEDIATION_ACTIONS, ListenerStatusName
+from exporter.boomi.shapes import OP_CHANGE, OP_QUERY, REMEDIATION_ACTIONS, ListenerStatusName
 from exporter.config import RemediationConfig, WebhookAuthConfig
 from exporter.environments import remediation_refusal
 from exporter.state import SnapshotStore
@@ -279,6 +279,23 @@ class Remediator:
         self._verify_poll = min(verify_poll_seconds, config.verify_timeout_seconds / 4)
         self.guards = Guards(config.cooldown_seconds, config.max_actions_per_hour, clock)
         self._tasks: dict[asyncio.Task[None], tuple[ActionRequest, list[str]]] = {}
+        # The webhook's auth with the current values of its secret files (set by the daemon);
+        # by default the configured values.
+        self.auth_source: Callable[[], WebhookAuthConfig | Literal["none"] | None] | None = None
+
+    def webhook_auth(self) -> WebhookAuthConfig | Literal["none"] | None:
+        """The credentials the webhook expects now."""
+        return self.config.auth if self.auth_source is None else self.auth_source()
+
+    def _refusal(self, request: ActionRequest) -> str:
+        """Why the account's client would send none of the action's calls now, or ""."""
+        client = self._clients.get(request.account_id)
+        if client is None:
+            return ""
+        refusal = client.refusal(OP_QUERY)
+        if refusal is None and not self.config.dry_run:
+            refusal = client.refusal(OP_CHANGE)
+        return refusal or ""
 
     def configure(self, config: RemediationConfig) -> None:
         """Apply a reloaded configuration; cooldowns, budget and running actions are kept."""
@@ -325,13 +342,18 @@ class Remediator:
             )
             verdict = self._environment_guard(verdict)
             outcome: str = verdict.outcome
+            why = verdict.reason
             if verdict.request is not None:
-                outcome = self.guards.admit(verdict.request)
+                # Calls to Boomi stopped (rejected credentials): fail now, and send nothing.
+                why = self._refusal(verdict.request)
+                outcome = "failed" if why else self.guards.admit(verdict.request)
                 if outcome == "queued":
                     self._start(verdict.request)
-            why = verdict.reason if outcome == verdict.outcome else ""
             self._record(verdict.labels, outcome, alert.fingerprint, why)
-            summary.append({"fingerprint": alert.fingerprint, "outcome": outcome})
+            entry = {"fingerprint": alert.fingerprint, "outcome": outcome}
+            if why:
+                entry["reason"] = why
+            summary.append(entry)
         return summary
 
     def _environment_guard(self, verdict: Verdict) -> Verdict:
@@ -356,9 +378,10 @@ class Remediator:
             return "rejected", None
         if request.action not in self.config.allowed_actions:
             return "rejected", None
-        outcome = self.guards.admit(request)
+        why = self._refusal(request)
+        outcome = "failed" if why else self.guards.admit(request)
         labels = (request.account_id, request.container_id, request.listener_id, request.action)
-        self._record(labels, outcome, request.fingerprint, "")
+        self._record(labels, outcome, request.fingerprint, why)
         if outcome != "queued":
             return outcome, None
         return outcome, self._start(request)
@@ -504,7 +527,7 @@ async def webhook_handler(request: web.Request) -> web.Response:
     config = remediator.config
     if not config.enabled:
         return web.json_response({"error": "remediation is disabled"}, status=404)
-    if not authorized(request.headers.get("Authorization"), config.auth):
+    if not authorized(request.headers.get("Authorization"), remediator.webhook_auth()):
         return web.json_response(
             {"error": "unauthorized"},
             status=401,

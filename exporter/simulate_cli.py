@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--username", default="demo@example.com")
     parser.add_argument("--password", default="demo-password")
+    parser.add_argument(
+        "--lockout-after",
+        type=int,
+        default=6,
+        metavar="N",
+        help="lock a user after N rejected sign-ins, as Boomi does after six (default 6)",
+    )
     return parser
 
 
@@ -52,6 +59,8 @@ def main(argv: Sequence[str]) -> int:
         parser.error(
             "--containers and --listeners-per-container must be >= 0, --rate-limit-rps > 0"
         )
+    if args.lockout_after < 1:
+        parser.error("--lockout-after must be at least 1")
     sim = Simulator.with_fleet(
         account_id=args.account_id,
         containers=args.containers,
@@ -61,6 +70,7 @@ def main(argv: Sequence[str]) -> int:
         result_delay_seconds=args.result_delay_seconds,
         username=args.username,
         password=args.password,
+        lockout_after=args.lockout_after,
     )
     asyncio.run(_run(sim, host or "127.0.0.1", port))
     return 0

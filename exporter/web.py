@@ -22,10 +22,12 @@ from exporter.negotiation import accepts_gzip
 from exporter.state import SnapshotStore
 
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
+Notices = Callable[[], list[str]]
 
 STORE_KEY = web.AppKey("store", SnapshotStore)
 RELOAD_KEY: web.AppKey[Reload | None] = web.AppKey("reload")
 METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
+NOTICES_KEY: web.AppKey[Notices | None] = web.AppKey("notices")
 
 KEEPALIVE_TIMEOUT_SECONDS = 4.0
 
@@ -109,6 +111,10 @@ async def landing_handler(request: web.Request) -> web.Response:
     summary = ", ".join(f"{counts[status]} {status}" for status in LISTENER_STATUSES)
     containers = store.containers()
     down = sum(1 for snapshot in containers if snapshot.polled and not snapshot.up)
+    notices = request.app[NOTICES_KEY]
+    problems = "".join(
+        f"<li class='down'>{html.escape(notice)}</li>" for notice in (notices() if notices else [])
+    )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Boomi listener exporter</title>
 <style>
@@ -125,6 +131,7 @@ td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }
 <a href="/-/ready">Readiness</a></p>
 <p>{len(containers)} containers ({down} not polled successfully);
 {sum(counts.values())} listeners: {summary}.</p>
+{f"<ul>{problems}</ul>" if problems else ""}
 <table><tr><th>Listener</th><th>Connector</th><th>Status</th><th></th></tr>
 {"".join(rows)}
 </table></body></html>
@@ -138,13 +145,16 @@ def create_app(
     *,
     extra_routes: Callable[[web.Application], None] | None = None,
     reload: Reload | None = None,
+    notices: Notices | None = None,
 ) -> web.Application:
     """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook,
-    `reload` (re-read the config: ok, message) serves `POST /-/reload`."""
+    `reload` (re-read the config: ok, message) serves `POST /-/reload`, `notices` are
+    sentences the landing page shows above the containers (secret files, stopped calls)."""
     app = web.Application()
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
     app[RELOAD_KEY] = reload
+    app[NOTICES_KEY] = notices
     app.router.add_get("/", landing_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/-/healthy", healthy_handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +27,18 @@ BASE: dict[str, Any] = {
     "poll": {"interval_seconds": 60, "request_timeout_seconds": 30},
 }
 
+# Stands for a password_file holding the same password: only where it comes from differs.
+SAME_PASSWORD_IN_A_FILE = object()
+
 # For each field of ClientSettings: the config key it comes from and another value for it.
 CHANGES: dict[str, tuple[tuple[str | int, ...], object]] = {
     "account_id": (("accounts", 0, "account_id"), "acct-2"),
     "base_url": (("accounts", 0, "base_url"), "http://127.0.0.1:8080/api/rest/v1"),
     "username": (("accounts", 0, "username"), "ops@example.com"),
     "password": (("accounts", 0, "password"), "another-token"),
+    "password_file": (("accounts", 0, "password_file"), SAME_PASSWORD_IN_A_FILE),
     "max_requests_per_second": (("accounts", 0, "max_requests_per_second"), 7),
+    "max_auth_failures": (("accounts", 0, "max_auth_failures"), 3),
     "auth_failure_backoff_seconds": (("accounts", 0, "auth_failure_backoff_seconds"), 60),
     "request_timeout_seconds": (("poll", "request_timeout_seconds"), 9),
 }
@@ -43,11 +49,15 @@ def settings_of(data: dict[str, Any]) -> ClientSettings:
     return ClientSettings.from_config(config.accounts[0], config)
 
 
-def changed(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
+def changed(path: tuple[str | int, ...], value: object, folder: Path) -> dict[str, Any]:
     data = copy.deepcopy(BASE)
     target: Any = data
     for key in path[:-1]:
         target = target[key]
+    if value is SAME_PASSWORD_IN_A_FILE:
+        secret = folder / "password"
+        secret.write_text(target.pop("password") + "\n")
+        value = str(secret)
     target[path[-1]] = value
     return data
 
@@ -58,9 +68,9 @@ def test_every_client_setting_has_a_config_key_in_this_test() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CHANGES))
-def test_a_changed_setting_is_seen_as_a_change(name: str) -> None:
+def test_a_changed_setting_is_seen_as_a_change(name: str, tmp_path: Path) -> None:
     before = settings_of(BASE)
-    after = settings_of(changed(*CHANGES[name]))
+    after = settings_of(changed(*CHANGES[name], tmp_path))
     assert before != after
     differing = {
         f.name for f in fields(ClientSettings) if getattr(before, f.name) != getattr(after, f.name)
@@ -76,9 +86,9 @@ def test_a_changed_setting_is_seen_as_a_change(name: str) -> None:
     ],
 )
 def test_settings_the_client_is_not_built_from_are_no_change(
-    path: tuple[str | int, ...], value: object
+    path: tuple[str | int, ...], value: object, tmp_path: Path
 ) -> None:
-    assert settings_of(BASE) == settings_of(changed(path, value))
+    assert settings_of(BASE) == settings_of(changed(path, value, tmp_path))
 
 
 def test_the_password_stays_out_of_the_settings_repr() -> None:

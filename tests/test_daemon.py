@@ -177,7 +177,9 @@ async def test_wrong_password_for_one_account_does_not_touch_the_other(
     sim_server: SimServer, start_exporter: StartExporter
 ) -> None:
     sim = sim_server.sim
-    sim.add_account("other", password="right-password", rate_limit_rps=50)
+    sim.add_account(
+        "other", username="other@example.com", password="right-password", rate_limit_rps=50
+    )
     sim.add_container("other", "other-container", "other-molecule")
     sim.add_listener("other", "other-container", "other-listener")
     config = config_for(sim_server)
@@ -187,7 +189,7 @@ async def test_wrong_password_for_one_account_does_not_touch_the_other(
         {
             "account_id": "other",
             "base_url": sim_server.base_url,
-            "username": "demo@example.com",
+            "username": "other@example.com",
             "password": "wrong-password-xyz",
             "auth_failure_backoff_seconds": 300,
             "containers": [{"id": "other-container"}],

@@ -222,6 +222,23 @@ class HostileServer:
         self.base_url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/rest/v1"
 
 
+class PasswordPerExample:
+    """A new password for each example: after max_auth_failures rejections of one password the
+    client sends nothing at all, and every example must reach the server."""
+
+    remedy = "a new example"
+
+    def __init__(self) -> None:
+        self.example = 0
+
+    @property
+    def value(self) -> str:
+        return f"p{self.example}"
+
+
+PASSWORD = PasswordPerExample()
+
+
 @pytest.fixture(scope="module")
 def hostile_server() -> Iterator[tuple[HostileServer, BoomiClient]]:
     server = HostileServer()
@@ -232,7 +249,7 @@ def hostile_server() -> Iterator[tuple[HostileServer, BoomiClient]]:
         ACCOUNT,
         base_url=server.base_url,
         username="u",
-        password="p",
+        password=PASSWORD,
         max_requests_per_second=1000,
         request_timeout_seconds=5,
         auth_failure_backoff_seconds=0,
@@ -294,6 +311,7 @@ def test_client_raises_only_typed_errors(
 ) -> None:
     server, client = hostile_server
     server.answer = answer
+    PASSWORD.example += 1
     future = asyncio.run_coroutine_threadsafe(call_client(client, call), server.loop)
     with contextlib.suppress(BoomiError):
         future.result(10)

@@ -3,8 +3,9 @@
 `errors`: what a call can fail with. `shapes`: operation names, vocabularies, request bodies and
 pure response parsers; `environments`: the same for Environment and EnvironmentAtomAttachment.
 `ratelimit`: the priority rate limiter of an account's request budget. `delays`: when to look
-for a ListenerStatus result, learnt. `client`: sessions, retries, the back-off after rejected
-credentials, one method per call. `settings`: the one value a client is
+for a ListenerStatus result, learnt. `credentials`: rejected sign-ins counted per Boomi user and
+secret, so the user is never locked out. `client`: sessions, retries, one method per call.
+`settings`: the one value a client is
 built from and compared by on reload (import it from `exporter.boomi.settings`: it depends on
 `exporter.config`, which may itself use `shapes`).
 

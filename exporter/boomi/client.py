@@ -2,15 +2,14 @@
 
 One `BoomiClient` per Boomi account: it owns the account's `aiohttp.ClientSession`, its rate
 limiter (the account's request budget, shared by the poller and remediation), retries with
-backoff and jitter, the back-off after rejected credentials, and request instrumentation. The
-shapes of what it sends and reads are in `exporter.boomi.shapes`, and when to look for a result in
-`exporter.boomi.delays`.
+backoff and jitter, and request instrumentation. The shapes of what it sends and reads are in
+`exporter.boomi.shapes`, when to look for a result in `exporter.boomi.delays`, and whether a
+request may go out at all, after rejected credentials, in `exporter.boomi.credentials`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import random
@@ -21,6 +20,16 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from exporter.boomi.credentials import (
+    DEFAULT_MAX_AUTH_FAILURES,
+    AccountCredentials,
+    CredentialGates,
+    ProbeFailed,
+    ProbeFailure,
+    SecretSource,
+    StaticSecret,
+    Ticket,
+)
 from exporter.boomi.delays import AccountResultDelays
 from exporter.boomi.environments import (
     Environment,
@@ -32,7 +41,6 @@ from exporter.boomi.environments import (
 )
 from exporter.boomi.errors import (
     ApiError,
-    AuthError,
     RateLimited,
     ResultTimeout,
     TokenExpired,
@@ -132,10 +140,12 @@ class BoomiClient:
         *,
         base_url: str,
         username: str,
-        password: str,
+        password: str | SecretSource,
         max_requests_per_second: float = 5.0,
         request_timeout_seconds: float = 30.0,
         auth_failure_backoff_seconds: float = 300.0,
+        max_auth_failures: int = DEFAULT_MAX_AUTH_FAILURES,
+        gates: CredentialGates | None = None,
         retry: RetryPolicy = RetryPolicy(),
         on_request: RequestObserver | None = None,
         clock: Clock = time.monotonic,
@@ -144,10 +154,18 @@ class BoomiClient:
     ) -> None:
         self.account_id = account_id
         self._url = f"{base_url.rstrip('/')}/{account_id}"
-        credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        self._authorization = f"Basic {credentials}"
+        # `gates` is shared by the daemon's clients, so that accounts of one user share its
+        # count of rejected sign-ins; a client on its own counts alone.
+        self.credentials = AccountCredentials(
+            account_id,
+            (gates or CredentialGates()).gate(base_url, username),
+            username,
+            StaticSecret(password) if isinstance(password, str) else password,
+            max_auth_failures=max_auth_failures,
+            backoff_seconds=auth_failure_backoff_seconds,
+            clock=clock,
+        )
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
-        self._auth_backoff = auth_failure_backoff_seconds
         self._retry = retry
         self._on_request = on_request
         self._clock = clock
@@ -155,10 +173,6 @@ class BoomiClient:
         self._rng = rng or random.Random()
         self.limiter = RateLimiter(max_requests_per_second, clock=clock, sleep=sleep)
         self._session: aiohttp.ClientSession | None = None
-        self._auth_blocked_until = 0.0
-        self._auth_error: AuthError | None = None
-        self._credentials_ok = False  # some call has been answered without 401/403
-        self._probing = asyncio.Lock()
         self.result_delays = AccountResultDelays()
 
     async def __aenter__(self) -> BoomiClient:
@@ -174,11 +188,8 @@ class BoomiClient:
             self._session = aiohttp.ClientSession(
                 trace_configs=[trace],
                 timeout=self._timeout,
-                headers={
-                    "Accept": "application/json",
-                    "Content-Type": "application/json",
-                    "Authorization": self._authorization,
-                },
+                # Authorization goes with each request: the secret may change under a session.
+                headers={"Accept": "application/json", "Content-Type": "application/json"},
                 raise_for_status=False,
             )
         return self._session
@@ -205,19 +216,22 @@ class BoomiClient:
         if self._on_request is not None:
             self._on_request(self.account_id, operation, code, time.perf_counter() - started)
 
-    def _check_auth_backoff(self, operation: str, container_id: str) -> None:
-        if self._auth_error is not None and self._clock() < self._auth_blocked_until:
-            raise AuthError(
-                f"{self._auth_error} (no calls for this account during a back-off of"
-                f" {self._auth_backoff:g} s, so the user is not locked out)",
-                operation=operation,
-                container_id=container_id,
-            )
+    @property
+    def calls_stopped(self) -> bool:
+        """True while no call goes out because Boomi rejected the credentials too often."""
+        return self.credentials.calls_stopped
+
+    def refusal(self, operation: str) -> str | None:
+        """Why a call of `operation` would not be sent now, or None (see `credentials`)."""
+        return self.credentials.refusal(operation)
+
+    def reset_privileges(self) -> None:
+        """After a reload: try again the calls that Boomi refused for a missing privilege."""
+        self.credentials.reset_privileges()
 
     async def _request(self, call: ApiCall) -> _Answer:
         """One logical call: rate-limited attempts with retries; returns status and JSON body."""
         operation, container_id, where = call.operation, call.container_id, call.where
-        self._check_auth_backoff(operation, container_id)
         last: _Retryable | None = None
         for attempt in range(1, self._retry.attempts + 1):
             if last is not None:
@@ -258,26 +272,26 @@ class BoomiClient:
         )
 
     async def _attempt(self, call: ApiCall) -> _Answer:
-        if not self._credentials_ok:
-            # Credentials not proven yet (at start, after a back-off): one request at a time,
-            # so a wrong password costs one login however many callers are waiting.
-            async with self._probing:
-                self._check_auth_backoff(call.operation, call.container_id)
-                if not self._credentials_ok:
-                    stamp = await self.limiter.acquire(call.priority)
-                    return await self._send(_Slot(stamp), call)
-        stamp = await self.limiter.acquire(call.priority)
-        self._check_auth_backoff(call.operation, call.container_id)
-        return await self._send(_Slot(stamp), call)
+        async def send(ticket: Ticket) -> _Answer:
+            stamp = await self.limiter.acquire(call.priority)
+            if ticket.proven:
+                # The wait may have been long: the credentials may have been rejected meanwhile.
+                ticket = self.credentials.admit(call.operation, call.container_id)
+            return await self._send(_Slot(stamp), call, ticket)
 
-    async def _send(self, slot: _Slot, call: ApiCall) -> _Answer:
+        try:
+            return await self.credentials.send(call.operation, call.container_id, send)
+        except ProbeFailed as exc:
+            raise _Retryable(exc.failure.code, str(exc)) from None
+
+    async def _send(self, slot: _Slot, call: ApiCall, ticket: Ticket) -> _Answer:
         operation, container_id, where = call.operation, call.container_id, call.where
         session = self._get_session()
         started = time.perf_counter()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"headers": {"Authorization": ticket.authorization}}
         if call.text_body is not None:
             kwargs["data"] = call.text_body.encode()
-            kwargs["headers"] = {"Content-Type": "text/plain"}
+            kwargs["headers"]["Content-Type"] = "text/plain"
         elif call.json_body is not None:
             kwargs["json"] = call.json_body
         try:
@@ -291,35 +305,16 @@ class BoomiClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe(operation, "error", started)
             kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise _Retryable("error", f"transport failure ({kind})") from exc
+            failure = ProbeFailure("error", f"transport failure ({kind})")
+            self.credentials.unanswered(ticket, failure)
+            raise _Retryable("error", failure.message) from exc
         self._observe(operation, str(status), started)
         if status in (401, 403):
-            if status == 403 and self._credentials_ok and operation not in (OP_QUERY, OP_RESULT):
-                # With credentials that work for ListenerStatus, a 403 on another call means
-                # the user lacks the privilege for it; that must not stop status polling.
-                raise AuthError(
-                    f"Boomi refused {operation}{where} on account {self.account_id} (HTTP 403):"
-                    " wrong credentials, or the user lacks the privilege for this call",
-                    operation=operation,
-                    container_id=container_id,
-                )
-            self._auth_error = AuthError(
-                f"Boomi rejected the credentials of account {self.account_id} (HTTP {status});"
-                " check the username (API tokens use BOOMI_TOKEN.<user>), the password or"
-                " token, and the API and Atom Management privileges",
-                operation=operation,
-                container_id=container_id,
-            )
-            self._auth_blocked_until = self._clock() + self._auth_backoff
-            self._credentials_ok = False
-            raise self._auth_error
-        if status == 503:
-            raise _Retryable("503", "HTTP 503", retry_after)
+            raise self.credentials.rejected(operation, ticket, status, container_id)
         if status >= 500:
+            self.credentials.unanswered(ticket, ProbeFailure(str(status), f"HTTP {status}"))
             raise _Retryable(str(status), f"HTTP {status}", retry_after)
-        # A good answer clears an old credentials failure (the password was fixed).
-        self._auth_error = None
-        self._credentials_ok = True
+        self.credentials.accepted(operation, ticket)
         if status == 204 or status in call.answer_statuses or not raw.strip():
             return _Answer(status, None, slot.stamp)
         if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):

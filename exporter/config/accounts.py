@@ -64,10 +64,15 @@ class AccountConfig(StrictModel):
     base_url: str = DEFAULT_BASE_URL
     username: str = Field(min_length=1)
     password: SecretStr = Field(min_length=1)
+    # Where `password` was read from (resolved), to re-read it when it changes; None when the
+    # password is in the config. Set from the `password_file` key; never dumped.
+    password_file: str | None = Field(default=None, exclude=True)
     # Boomi documents 10 requests/s per account; partner accounts can have more, hence 100.
     max_requests_per_second: float = Field(default=5.0, gt=0, le=100)
-    # After Boomi rejects the credentials no call is made for this long, so a wrong password
-    # cannot lock the account's user out.
+    # Boomi locks a user after six rejected sign-ins: after this many rejections of one secret
+    # value, no call is made until the secret changes. At most 5, so that one is always left.
+    max_auth_failures: int = Field(default=2, ge=1, le=5)
+    # The wait between those rejections (a secret being rotated may need a moment).
     auth_failure_backoff_seconds: float = Field(default=300.0, ge=0)
     # At least one, unless discovery is enabled.
     containers: list[ContainerConfig] = Field(default_factory=list)
@@ -82,7 +87,7 @@ class AccountConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _read_password_file(cls, data: Any, info: ValidationInfo) -> Any:
-        return secret_from_file(data, "password", info)
+        return secret_from_file(data, "password", info, keep_path=True)
 
     @field_validator("account_id")
     @classmethod

@@ -32,8 +32,14 @@ def no_repeats(values: list[str]) -> list[str]:
     return values
 
 
-def secret_from_file(data: Any, field: str, info: ValidationInfo) -> Any:
-    """Replace ``<field>_file`` by ``<field>``: the file's content minus one trailing newline."""
+def secret_from_file(
+    data: Any, field: str, info: ValidationInfo, *, keep_path: bool = False
+) -> Any:
+    """Replace ``<field>_file`` by ``<field>``: the file's content minus one trailing newline.
+
+    With ``keep_path`` (for a model that declares ``<field>_file``, to watch the file), keep
+    ``<field>_file`` too, as the file's resolved path.
+    """
     file_key = f"{field}_file"
     if not isinstance(data, dict) or file_key not in data:
         return data
@@ -60,4 +66,6 @@ def secret_from_file(data: Any, field: str, info: ValidationInfo) -> Any:
         content = content[:-1]
     remaining = {key: value for key, value in data.items() if key != file_key}
     remaining[field] = content
+    if keep_path:
+        remaining[file_key] = str(path)
     return remaining

@@ -29,23 +29,27 @@ class BasicAuthConfig(StrictModel):
 
     username: str = Field(min_length=1)
     password: SecretStr = Field(min_length=1)
+    # Where the password was read from, re-read when it changes (see AccountConfig).
+    password_file: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _read_password_file(cls, data: Any, info: ValidationInfo) -> Any:
-        return secret_from_file(data, "password", info)
+        return secret_from_file(data, "password", info, keep_path=True)
 
 
 class WebhookAuthConfig(StrictModel):
     """How the webhook authenticates Alertmanager: a bearer token or Basic auth, exactly one."""
 
     bearer_token: SecretStr | None = Field(default=None, min_length=1)
+    # Where the token was read from, re-read when it changes (see AccountConfig).
+    bearer_token_file: str | None = Field(default=None, exclude=True)
     basic: BasicAuthConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _read_bearer_token_file(cls, data: Any, info: ValidationInfo) -> Any:
-        return secret_from_file(data, "bearer_token", info)
+        return secret_from_file(data, "bearer_token", info, keep_path=True)
 
     @model_validator(mode="after")
     def _check_exactly_one(self) -> WebhookAuthConfig:

@@ -21,7 +21,7 @@ from .wire import (
     parse_query_filter,
     render_xml,
 )
-from .world import SimAccount, SimContainer, SimEnvironment, SimListener
+from .world import SimAccount, SimContainer, SimEnvironment, SimListener, SimUser
 
 __all__ = [
     "BadRequest",
@@ -30,6 +30,7 @@ __all__ = [
     "SimContainer",
     "SimEnvironment",
     "SimListener",
+    "SimUser",
     "Simulator",
     "describe",
     "parse_basic_auth",

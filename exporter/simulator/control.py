@@ -1,9 +1,9 @@
 """The simulator's control API under ``/__simulator/`` (JSON, no auth).
 
 It lets the demo and the tests change the world: listener and container status, environments
-and which runtime is attached to which, faults, counters. It is a sub-application whose one
-middleware turns a refused request (ControlError) into its JSON error answer, so each handler
-reads as the happy path.
+and which runtime is attached to which, faults, counters, and users (unlock, a new password or
+API token, privileges taken away). It is a sub-application whose one middleware turns a refused
+request (ControlError) into its JSON error answer, so each handler reads as the happy path.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from .faults import Faults
 from .wire import BadRequest, decode_json_body
-from .world import SimContainer, SimListener
+from .world import SimContainer, SimListener, SimUser
 
 if TYPE_CHECKING:
     from .server import Simulator
@@ -86,6 +86,8 @@ class ControlApi:
         app.router.add_post("/faults", self.set_faults)
         app.router.add_delete("/faults", self.clear_faults)
         app.router.add_post("/reset-counters", self.reset_counters)
+        app.router.add_put("/users/{username}", self.put_user)
+        app.router.add_post("/users/{username}/unlock", self.unlock_user)
         return app
 
     async def state(self, request: web.Request) -> web.Response:
@@ -208,6 +210,40 @@ class ControlApi:
         """POST /reset-counters: zero the request counters and empty the change log."""
         self._sim.reset_counters()
         return web.Response(status=204)
+
+    async def put_user(self, request: web.Request) -> web.Response:
+        """PUT /users/{username}: a new password or API token (the old one is revoked), or the
+        routes the user may not call (``denied_routes``, route names as in request_counts)."""
+        document = await _body(
+            request, required=set(), optional={"password", "api_token", "denied_routes"}
+        )
+        user = self._user(request.match_info["username"])
+        for key in ("password", "api_token"):
+            if key in document:
+                value = document[key]
+                if not isinstance(value, str) or not value:
+                    raise ControlError(400, f"{key} must be a non-empty string")
+                setattr(user, key, value)
+        if "denied_routes" in document:
+            routes = document["denied_routes"]
+            known = self._sim.route_names()
+            if not isinstance(routes, list) or not all(r in known for r in routes):
+                raise ControlError(
+                    400, f"denied_routes must be a list of: {', '.join(sorted(known))}"
+                )
+            user.denied_routes = {str(route) for route in routes}
+        return web.json_response(user.to_json())
+
+    async def unlock_user(self, request: web.Request) -> web.Response:
+        """POST /users/{username}/unlock: what an administrator does for a locked user."""
+        user = self._user(request.match_info["username"])
+        return web.json_response(self._sim.unlock(user.username).to_json())
+
+    def _user(self, username: str) -> SimUser:
+        try:
+            return self._sim.user(username)
+        except KeyError as exc:
+            raise ControlError(404, str(exc.args[0])) from exc
 
     def _find_listener(self, listener_id: str, account_id: object) -> SimListener:
         """A listener by id; raise ControlError if not exactly one."""

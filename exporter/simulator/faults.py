@@ -32,6 +32,9 @@ class Faults:
     drop_rate: float = 0.0  # close the connection without an answer
     gone_rate: float = 0.0  # a result GET answers 204 or 410 although the result exists
     retry_after_seconds: float | None = None  # if set, every 503 carries Retry-After
+    # If set, an outage: every API request waits this long (real time), then answers 504,
+    # before the rate limit and sign-in, whatever container_ids says. Not drawn.
+    outage_seconds: float | None = None
     # None: every API request; otherwise only ListenerStatus query/result and
     # changeListenerStatus for these containers.
     container_ids: list[str] | None = None
@@ -47,10 +50,10 @@ class Faults:
                     raise ValueError(f"{spec.name} must be between 0 and 1, not {rate!r}")
         if self.slow_seconds < 0:
             raise ValueError(f"slow_seconds must not be negative, not {self.slow_seconds!r}")
-        if self.retry_after_seconds is not None and self.retry_after_seconds < 0:
-            raise ValueError(
-                f"retry_after_seconds must not be negative, not {self.retry_after_seconds!r}"
-            )
+        for name in ("retry_after_seconds", "outage_seconds"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative, not {value!r}")
 
     @classmethod
     def from_json(cls, document: object) -> Faults:
@@ -67,7 +70,7 @@ class Faults:
                     isinstance(value, list) and all(isinstance(item, str) for item in value)
                 ):
                     raise ValueError(f"{name} must be a list of strings or null")
-            elif name == "retry_after_seconds" and value is None:
+            elif name in ("retry_after_seconds", "outage_seconds") and value is None:
                 continue
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, not {value!r}")

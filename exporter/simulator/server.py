@@ -30,10 +30,11 @@ from .api import Answer, BoomiApi, Handler, error
 from .control import CONTROL_PREFIX, ControlApi
 from .faults import Faults, draw_faults
 from .wire import BadRequest, parse_basic_auth, render_xml, wants_json
-from .world import SimAccount, World
+from .world import LOCKOUT_AFTER, SimAccount, World
 
 API_PREFIX: Final = "/api/rest/v1"
 ACCESS_DENIED: Final = "Access denied due to insufficient permissions."
+OUTAGE: Final = "The gateway timed out waiting for the Boomi platform."
 # What a proxy that cut the connection mid-body would leave: valid UTF-8, invalid JSON.
 _TRUNCATED_JSON: Final = '{"@type": "AsyncOperationResult", "result": [{"@type": "ListenerSta'
 
@@ -49,9 +50,15 @@ class Simulator(World):
         restart_delay_seconds: float = 2.0,
         token_ttl_seconds: float = 1800.0,
         clock: Callable[[], float] = time.monotonic,
+        lockout_after: int = LOCKOUT_AFTER,
     ) -> None:
         rng = random.Random(seed)
-        super().__init__(rng=rng, clock=clock, restart_delay_seconds=restart_delay_seconds)
+        super().__init__(
+            rng=rng,
+            clock=clock,
+            restart_delay_seconds=restart_delay_seconds,
+            lockout_after=lockout_after,
+        )
         self._api = BoomiApi(
             self,
             rng=rng,
@@ -83,6 +90,10 @@ class Simulator(World):
         """Replace the faults in force; ``Faults()`` clears them."""
         self._faults = faults
 
+    def route_names(self) -> frozenset[str]:
+        """The names of the API's routes, as request_counts and denied_routes use them."""
+        return frozenset(name for _, _, name, _ in self._api.routes())
+
     def reset_counters(self) -> None:
         """Zero request_counts and throttled, and empty the change log."""
         self.request_counts.clear()
@@ -106,6 +117,7 @@ class Simulator(World):
         username: str = "demo@example.com",
         password: str = "demo-password",
         api_token: str = "demo-api-token",
+        lockout_after: int = LOCKOUT_AFTER,
     ) -> Simulator:
         """A simulator with one account and a realistic, deterministic fleet (see add_fleet)."""
         sim = cls(
@@ -114,6 +126,7 @@ class Simulator(World):
             restart_delay_seconds=restart_delay_seconds,
             token_ttl_seconds=token_ttl_seconds,
             clock=clock,
+            lockout_after=lockout_after,
         )
         sim.add_account(
             account_id,
@@ -134,6 +147,7 @@ class Simulator(World):
         """The whole state as JSON-ready data (what GET /__simulator/state answers)."""
         return {
             "accounts": self.accounts_json(),
+            "users": {name: user.to_json() for name, user in self.users.items()},
             "change_log": [dict(entry) for entry in self.change_log],
             "request_counts": dict(self.request_counts),
             "throttled": self.throttled,
@@ -172,6 +186,10 @@ class Simulator(World):
         self, request: web.Request, route_name: str, handler: Handler
     ) -> Answer | None:
         """Auth, rate limit and faults around one API handler; None means drop the connection."""
+        if self._faults.outage_seconds is not None:
+            # Nothing reaches Boomi: no rate limit, no sign-in, only a gateway's slow 504.
+            await asyncio.sleep(self._faults.outage_seconds)
+            return error(504, OUTAGE)
         account = self._accounts.get(request.match_info["accountId"])
         # The rate limit counts every request that reaches an account, authenticated or not,
         # as the account's budget is shared with everyone using it.
@@ -180,7 +198,10 @@ class Simulator(World):
         credentials = parse_basic_auth(request.headers.get("Authorization", ""))
         if credentials is None:
             return error(401, "Authentication required: send HTTP Basic credentials.")
-        if account is None or not account.accepts(*credentials):
+        if account is None:
+            return error(403, ACCESS_DENIED)
+        user = self.sign_in(account, *credentials)
+        if user is None or route_name in user.denied_routes:
             return error(403, ACCESS_DENIED)
         body = await request.read()
         draw = draw_faults(

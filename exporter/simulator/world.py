@@ -3,8 +3,11 @@ actions do.
 
 No HTTP here: the world is built, read and changed by plain method calls. Delayed effects of
 changeListenerStatus are applied lazily when the world is read, so a fake clock drives them
-without sleeping. The listener actions and statuses are the simulator's own deliberate copy of
-docs/boomi-api.md, not the client's: the fake must not share the client's beliefs.
+without sleeping. Users carry Boomi's rule about sign-ins: rejected ones are counted per user,
+and the user is locked after ``lockout_after`` of them (six, as in Boomi), so that even the
+right password is refused until someone unlocks it. The listener actions and statuses are the
+simulator's own deliberate copy of docs/boomi-api.md, not the client's: the fake must not share
+the client's beliefs.
 """
 
 from __future__ import annotations
@@ -45,6 +48,42 @@ class SimContainer:
     host_name: str = ""
 
 
+TOKEN_PREFIX: Final = "BOOMI_TOKEN."
+LOCKOUT_AFTER: Final = 6  # Boomi locks a user after six rejected sign-ins
+
+
+@dataclass
+class SimUser:
+    """A Boomi user: its password and API token, its rejected sign-ins, the calls it may not make.
+
+    Several accounts may share a user (sub-accounts and partner accounts do); its sign-ins and
+    its lockout are the user's, whichever account they were for.
+    """
+
+    username: str
+    password: str = field(repr=False)
+    api_token: str = field(repr=False)
+    rejected_sign_ins: int = 0  # since the last unlock; a success does not reset it
+    locked: bool = False
+    # Route names (as in request_counts) answered 403, as for a user without the privilege.
+    denied_routes: set[str] = field(default_factory=set)
+
+    def accepts(self, login: str, password: str) -> bool:
+        """Whether these Basic credentials are this user's: the password, or the API token."""
+        if login == self.username:
+            return password == self.password
+        return login == TOKEN_PREFIX + self.username and password == self.api_token
+
+    def to_json(self) -> dict[str, object]:
+        """What the control API shows of the user: never its password or token."""
+        return {
+            "username": self.username,
+            "rejected_sign_ins": self.rejected_sign_ins,
+            "locked": self.locked,
+            "denied_routes": sorted(self.denied_routes),
+        }
+
+
 @dataclass
 class SimEnvironment:
     """An environment that runtimes are attached to (each runtime to at most one)."""
@@ -63,24 +102,35 @@ def attachment_id(container_id: str, environment_id: str) -> str:
 
 @dataclass
 class SimAccount:
-    """A Boomi account: credentials, rate limit, and the containers and listeners it owns."""
+    """A Boomi account: its user, rate limit, and the containers and listeners it owns."""
 
     account_id: str
-    # The plain user; "BOOMI_TOKEN.<username>" with api_token as password is accepted too.
-    username: str
-    password: str
-    api_token: str
+    # The plain user signs in with its password; "BOOMI_TOKEN.<username>" with its API token.
+    user: SimUser
     rate_limit_rps: float = 10.0
     containers: dict[str, SimContainer] = field(default_factory=dict)
     listeners: dict[str, SimListener] = field(default_factory=dict)  # ids unique per account
     environments: dict[str, SimEnvironment] = field(default_factory=dict)
     attachments: dict[str, str] = field(default_factory=dict)  # container id -> environment id
 
+    @property
+    def username(self) -> str:
+        """The account's user."""
+        return self.user.username
+
+    @property
+    def password(self) -> str:
+        """The user's password (demo values, not secrets)."""
+        return self.user.password
+
+    @property
+    def api_token(self) -> str:
+        """The user's API token, signed in as BOOMI_TOKEN.<username>."""
+        return self.user.api_token
+
     def accepts(self, username: str, password: str) -> bool:
-        """Whether these Basic credentials belong to this account."""
-        if username == self.username:
-            return password == self.password
-        return username == f"BOOMI_TOKEN.{self.username}" and password == self.api_token
+        """Whether these Basic credentials are those of this account's user."""
+        return self.user.accepts(username, password)
 
 
 @dataclass(frozen=True)
@@ -111,11 +161,16 @@ class World:
         rng: random.Random,
         clock: Callable[[], float],
         restart_delay_seconds: float,
+        lockout_after: int = LOCKOUT_AFTER,
     ) -> None:
+        if lockout_after < 1:
+            raise ValueError(f"lockout_after must be at least 1, not {lockout_after!r}")
         self.restart_delay_seconds = restart_delay_seconds
+        self.lockout_after = lockout_after
         self._clock = clock
         self._rng = rng
         self._accounts: dict[str, SimAccount] = {}
+        self._users: dict[str, SimUser] = {}
         self._pending: list[_PendingEffect] = []
         self.change_log: list[dict[str, object]] = []
 
@@ -132,6 +187,18 @@ class World:
         except KeyError:
             raise KeyError(f"account {account_id} does not exist") from None
 
+    @property
+    def users(self) -> dict[str, SimUser]:
+        """Every user by username."""
+        return self._users
+
+    def user(self, username: str) -> SimUser:
+        """The user with this name; KeyError naming it if there is none."""
+        try:
+            return self._users[username]
+        except KeyError:
+            raise KeyError(f"user {username} does not exist") from None
+
     def new_id(self) -> str:
         """A UUID from the seeded generator, so ids are the same for the same seed."""
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -143,16 +210,28 @@ class World:
         account_id: str,
         *,
         username: str = "demo@example.com",
-        password: str = "demo-password",
-        api_token: str = "demo-api-token",
+        password: str | None = None,
+        api_token: str | None = None,
         rate_limit_rps: float = 10.0,
     ) -> SimAccount:
-        """Add an empty account; raise ValueError if the id is taken or the rate is not positive."""
+        """Add an empty account of a user, new or already known.
+
+        A new user gets the password and API token given (default "demo-password" and
+        "demo-api-token"). A known one keeps its own: a user has one password and one token,
+        whatever the account, so giving others is a ValueError, as are a taken id and a rate
+        that is not positive.
+        """
         if account_id in self._accounts:
             raise ValueError(f"account {account_id} already exists")
         if rate_limit_rps <= 0:
             raise ValueError(f"rate_limit_rps must be positive, not {rate_limit_rps!r}")
-        account = SimAccount(account_id, username, password, api_token, rate_limit_rps)
+        user = self._users.get(username)
+        if user is None:
+            user = SimUser(username, password or "demo-password", api_token or "demo-api-token")
+            self._users[username] = user
+        elif password not in (None, user.password) or api_token not in (None, user.api_token):
+            raise ValueError(f"user {username} already exists with another password or API token")
+        account = SimAccount(account_id, user, rate_limit_rps)
         self._accounts[account_id] = account
         return account
 
@@ -313,6 +392,32 @@ class World:
                     connector_type=connector_type,
                     process_name=process_name,
                 )
+
+    # -- sign-ins ------------------------------------------------------------------------------
+
+    def sign_in(self, account: SimAccount, login: str, password: str) -> SimUser | None:
+        """The signed-in user, or None for a rejected sign-in, which counts against the user.
+
+        A locked user is rejected even with the right password (and that counts too); the
+        ``lockout_after``-th rejection locks it.
+        """
+        user = self._users.get(login.removeprefix(TOKEN_PREFIX))
+        if user is None:
+            return None  # nobody to count it against
+        if user.locked or not user.accepts(login, password):
+            user.rejected_sign_ins += 1
+            if user.rejected_sign_ins >= self.lockout_after:
+                user.locked = True
+            return None
+        # Signed in, but into an account that is not the user's: refused, not a failed sign-in.
+        return user if account.user is user else None
+
+    def unlock(self, username: str) -> SimUser:
+        """What an administrator does for a locked user: unlocked, its count back to zero."""
+        user = self.user(username)
+        user.locked = False
+        user.rejected_sign_ins = 0
+        return user
 
     # -- actions and their delayed effects ---------------------------------------------------
 
