@@ -82,14 +82,27 @@ class Ledger:
         *,
         retention_days: float,
         clock: Callable[[], float] = time.time,
+        guest_when_owned: bool = False,
     ) -> Ledger:
         """`LedgerFile.open`, synchronous: it runs once, before the exporter serves."""
-        return cls(LedgerFile.open(directory, retention_days=retention_days, clock=clock))
+        return cls(
+            LedgerFile.open(
+                directory,
+                retention_days=retention_days,
+                clock=clock,
+                guest_when_owned=guest_when_owned,
+            )
+        )
 
     @property
     def path(self) -> Path:
         """The database file."""
         return self._file.path
+
+    @property
+    def owner(self) -> bool:
+        """`LedgerFile.owner`: False when opened as the guest of another process."""
+        return self._file.owner
 
     @property
     def interrupted(self) -> tuple[Entry, ...]:
