@@ -30,7 +30,7 @@ def parse_limit(text: str | None) -> int:
     if text is None:
         return RECENT_DEFAULT
     if not _DIGITS.fullmatch(text) or int(text) < 1:
-        raise ValueError(f"limit must be a whole number from 1 to {RECENT_MAX}")
+        raise ValueError(f"limit must be a positive whole number (at most {RECENT_MAX} are sent)")
     return min(int(text), RECENT_MAX)
 
 

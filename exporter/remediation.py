@@ -137,7 +137,9 @@ def triage(
         )
     counted = (account_id, container_id, listener_id, action)
     if raw_action not in allowed_actions:
-        return Verdict("rejected", f"action {raw_action!r} is not allowed", labels=counted)
+        # Only a known action is named: the reason goes into the ledger, a label value not.
+        why = f"action {action!r} is not allowed" if action else f"unknown {ACTION_LABEL} label"
+        return Verdict("rejected", why, labels=counted)
     request = ActionRequest(account_id, container_id, listener_id, raw_action, alert.fingerprint)
     return Verdict("queued", "", request=request, labels=counted)
 
