@@ -297,9 +297,14 @@ async def test_without_remediation_the_storage_path_is_not_touched(
 ) -> None:
     (tmp_path / "a-file").write_text("")
     config = write_config(tmp_path, sim_server, tmp_path / "a-file" / "data", enabled=False)
-    async with daemon(config, sim_server) as running, aiohttp.ClientSession() as session:
-        async with session.get(running.url + "/api/v1/actions") as response:
+    async with daemon(config, sim_server) as running:
+        assert running.process.returncode is None
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(running.url + "/api/v1/actions") as response,
+        ):
             assert response.status == 404
+    assert not (tmp_path / "a-file").is_dir()
 
 
 # -- the restart subcommand beside a daemon ----------------------------------------------------
