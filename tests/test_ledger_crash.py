@@ -224,6 +224,26 @@ async def test_an_action_killed_while_verifying_is_interrupted_and_not_repeated(
         await no_more_calls(sim_server, 1)
 
 
+@pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 60}], indirect=True)
+async def test_sigterm_while_verifying_marks_the_entry_interrupted_before_exiting(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    ((container, listener),) = errored(sim_server, 1)
+    config = write_config(tmp_path, sim_server, tmp_path / "data")
+    async with daemon(config, sim_server) as first:
+        assert await post_alert(first.url, container, listener) == "queued"
+        await wait_for_calls(sim_server, 1)
+        await wait_for_outcome(first.url, listener, "running")
+        first.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.process.wait(), 10) == 0
+    async with daemon(config, sim_server) as second:
+        (entry,) = await actions(second.url)
+        assert entry["outcome"] == "interrupted"
+        assert entry["reason"].startswith("the exporter stopped while the action was running")
+        assert await post_alert(second.url, container, listener) == "skipped_cooldown"
+        await no_more_calls(sim_server, 1)
+
+
 @pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 0.1}], indirect=True)
 async def test_the_budget_counts_actions_across_three_processes_and_a_verified_one_once(
     tmp_path: Path, sim_server: SimServer
