@@ -365,13 +365,23 @@ class LedgerFile:
         now = self._clock()
         recorded = []
         with self._transaction() as conn:
+            # Counted once: within this transaction only the admissions below add to it.
+            in_window: int | None = None
             for decision in decisions:
                 if decision.source not in SOURCES:
                     raise ValueError(f"unknown decision source {decision.source!r}")
                 outcome = checked_outcome(decision.outcome, final=False)
                 reason = decision.reason
                 if outcome == CANDIDATE:
-                    outcome, reason = guard(self.facts(decision.listener, now), limits, now)
+                    if in_window is None:
+                        in_window = self.actions_in_window(now)
+                    listener = decision.listener
+                    facts = ListenerFacts(
+                        self.unfinished_entry(listener), self.last_started_at(listener), in_window
+                    )
+                    outcome, reason = guard(facts, limits, now)
+                    if outcome == CANDIDATE:
+                        in_window += 1
                 reason = bounded("reason", reason)
                 cursor = conn.execute(
                     "INSERT INTO decisions (received_at, finished_at, source, fingerprint,"
