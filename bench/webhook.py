@@ -292,8 +292,11 @@ async def direct_storm(
         remediator.ledger = None
         quiet.setLevel(logging.CRITICAL)  # one "no ledger" error per call otherwise
 
+    async def deliver(_: int) -> None:
+        await remediator.submit(document)
+
     async def work() -> None:
-        await launch(lambda _: remediator.submit(document), count)
+        await launch(deliver, count)
         await _settled(exporter)
 
     try:
