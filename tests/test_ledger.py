@@ -17,6 +17,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from exporter.ledger import (
     ListenerFacts,
     guard,
 )
+from exporter.ledger.worker import SETTLE_SLICE
 
 # The fields of GET /api/v1/actions in design.md.
 API_FIELDS = {
@@ -722,6 +725,43 @@ async def test_a_storm_of_200_concurrent_deliveries_admits_one_action(tmp_path: 
         assert len(await ledger.recent(1000)) == 200
     finally:
         await ledger.close()
+
+
+async def test_callers_of_one_group_resume_a_few_per_turn_of_the_loop_in_order(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger.open(tmp_path, retention_days=30)
+    gate = threading.Event()
+    turn = [0]
+
+    async def count_turns() -> None:
+        while True:
+            turn[0] += 1
+            await asyncio.sleep(0)
+
+    resumed: list[tuple[int, int]] = []  # (caller, turn of the loop it resumed in)
+
+    async def deliver(n: int) -> None:
+        await ledger.record([alert(f"l-{n}")], LIMITS)
+        resumed.append((n, turn[0]))
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        # The worker is held up, so the 50 calls wait together and end in one group.
+        blocked = asyncio.ensure_future(ledger._submit(gate.wait))
+        calls = []
+        for n in range(50):
+            calls.append(asyncio.ensure_future(deliver(n)))
+            await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(blocked, *calls)
+    finally:
+        counter.cancel()
+        await ledger.close()
+    assert [n for n, _ in resumed] == list(range(50))
+    per_turn = Counter(at for _, at in resumed)
+    assert max(per_turn.values()) <= SETTLE_SLICE
+    assert len(per_turn) >= 50 // SETTLE_SLICE
 
 
 async def test_a_mistaken_call_undoes_only_its_own_writes(tmp_path: Path) -> None:
