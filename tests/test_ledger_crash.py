@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from exporter.ledger import Decision, GuardLimits, LedgerFile
 from tests.conftest import ACCOUNT, SimServer
 
 TOKEN = "crash-test-hook-token"
@@ -269,6 +270,70 @@ async def test_the_budget_counts_actions_across_three_processes_and_a_verified_o
         await no_more_calls(sim_server, 4)
         budget = next(e for e in await actions(third.url) if e["listener_id"] == l5)
         assert budget["reason"].startswith("4 action(s) started in the last hour")
+
+
+async def test_retention_deletes_old_entries_at_start(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    storage = tmp_path / "data"
+    now = time.time()
+    when = [now - 40 * 86400]
+    written = LedgerFile.open(storage, retention_days=30, clock=lambda: when[0])
+    limits = GuardLimits(cooldown_seconds=0, max_actions_per_hour=100)
+    for fingerprint, days_ago in (("forty-days", 40), ("thirty-one-days", 31), ("ten-days", 10)):
+        when[0] = now - days_ago * 86400
+        decision = Decision("alertmanager", fingerprint, ACCOUNT, "c", "l", "restart", "rejected")
+        written.record([decision], limits)
+    written.close()
+    config = write_config(tmp_path, sim_server, storage)
+    async with daemon(config, sim_server) as running:
+        assert [entry["fingerprint"] for entry in await actions(running.url)] == ["ten-days"]
+
+
+@pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 0.1}], indirect=True)
+async def test_the_ledger_files_of_a_killed_exporter_hold_no_secret(
+    tmp_path: Path, sim_server: SimServer
+) -> None:
+    ((container, listener),) = errored(sim_server, 1)
+    secrets = ["label-secret-Qm42", "annotation-secret-Rt17", "action-secret-Wz09"]
+    config = write_config(tmp_path, sim_server, tmp_path / "data")
+    body = {
+        "version": "4",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": "with-secrets",
+                "labels": {"container_id": container, "listener_id": listener,
+                           "api_key": secrets[0]},
+                "annotations": {"description": secrets[1]},
+            },
+            {
+                "status": "firing",
+                "fingerprint": "bad-action",
+                "labels": {"container_id": container, "listener_id": listener,
+                           "boomi_action": secrets[2]},
+            },
+        ],
+    }  # fmt: skip
+    async with daemon(config, sim_server) as running:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                running.url + "/webhook/alertmanager",
+                json=body,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response,
+        ):
+            assert response.status == 200
+        await wait_for_outcome(running.url, listener, "recovered")
+        running.kill()  # no checkpoint: the recent writes are still in the WAL
+    files = list((tmp_path / "data").iterdir())
+    assert any(path.name.endswith("-wal") for path in files)
+    stored = b"".join(path.read_bytes() for path in files)
+    assert b"with-secrets" in stored  # the check can see what the exporter wrote
+    for secret in [*secrets, TOKEN, sim_server.account.password]:
+        assert secret.encode() not in stored, secret
 
 
 # -- ownership and unwritable paths ------------------------------------------------------------
