@@ -225,12 +225,9 @@ class Remediator:
     async def _decide(
         self, verdicts: Sequence[tuple[Verdict, str]], source: Source
     ) -> list[tuple[str, str, int | None]]:
-        """Record the verdicts (with their fingerprints) in one ledger call, the admitted ones
-        through its guards; per verdict (outcome, reason, entry id if it was queued).
-
-        A resolved alert is not recorded: it is no decision about an action. If the ledger
-        cannot record the others, each of them is rejected and nothing acts.
-        """
+        """Record the verdicts in one ledger call, the admitted ones through its guards; per
+        verdict (outcome, reason, entry id if queued). A resolved alert decides nothing about an
+        action and is not recorded; if the ledger cannot write, all the others are rejected."""
         decisions = [
             Decision(
                 source,
@@ -329,12 +326,8 @@ class Remediator:
     async def _finish(
         self, request: ActionRequest, entry_id: int, outcome: str, why: str = ""
     ) -> None:
-        """Give the entry its final outcome, then count and log it.
-
-        The outcome happened whether or not the ledger takes it: it is counted either way.
-        An entry the ledger could not finish stays unfinished, which keeps the listener busy
-        until the next start marks it `interrupted` (the safe side).
-        """
+        """Give the entry its final outcome, then count and log it (counted even if the write
+        fails: the entry then stays unfinished, the listener busy, until the next start)."""
         assert self.ledger is not None
         try:
             await self.ledger.finish(entry_id, outcome, why)
