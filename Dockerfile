@@ -46,10 +46,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A fixed, numeric, non-root user: Kubernetes can only verify runAsNonRoot for a numeric USER,
 # and deploy/kubernetes sets runAsUser to the same id. Not --system, for which useradd warns
-# that an id above 999 is out of the system range.
+# that an id above 999 is out of the system range. The remediation ledger's directory belongs
+# to it (a Docker volume starts with the image's owner and mode there).
 RUN groupadd --gid 10001 exporter \
     && useradd --uid 10001 --gid exporter --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin exporter
+       --home-dir /nonexistent --shell /usr/sbin/nologin exporter \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/boomi-listener-exporter/data
 
 # The wheels are bind-mounted from the builder for this one step instead of copied, so they
 # never become a layer of the final image. --no-index: everything comes from those wheels.
@@ -72,6 +74,12 @@ LABEL org.opencontainers.image.title="boomi-listener-exporter" \
 
 USER 10001:10001
 EXPOSE 9877
+
+# The remediation ledger (storage.path, default data/ in the working directory, as
+# Alertmanager's --storage.path): a volume, so that cooldowns and the record of what was done
+# survive a new container, and so that it stays writable under `docker run --read-only`.
+WORKDIR /var/lib/boomi-listener-exporter
+VOLUME ["/var/lib/boomi-listener-exporter/data"]
 
 # /-/healthy answers 200 while the process runs. The image has no curl, so Python checks it;
 # the opener has no proxy handler so that an HTTP_PROXY meant for reaching Boomi is not used

@@ -1,5 +1,9 @@
 """Target 6: the Alertmanager webhook's answer time, and how soon the restart call leaves.
 
+`python -m bench.run remediation`. Phases B (the webhook's answer time with the ledger, on disk
+and on tmpfs) and D (the event loop's lag during storms of posts) are in bench/webhook.py;
+this module runs them and these:
+
 Phase A (restart delay): the real `Exporter` with remediation enabled (not dry run) against the
 simulator in this process (10 containers x 10 listeners, rate limit 10/s, result delay 1 s,
 exporter budget 10/s). After the first poll, one webhook with 1 alert, then one with 50 alerts,
@@ -10,118 +14,40 @@ waiting for the rate limiter) and `_sleep` (the check-before-act waiting for its
 result), per remediation task, to split that delay into rate-limiter wait, result wait and the
 rest (the exporter's own overhead plus HTTP round trips).
 
-Phase B (answer time): 100 containers x 10 listeners, simulator 1000/s, budget 100/s; `rounds`
-webhook posts of `alerts` alerts each, naming listeners that are listening (so each queued
-action ends `skipped_not_needed` after its check); between rounds the bench waits for the
-actions to finish, so every round takes the same path. Latency is measured at the client
-(send to body read, same process and event loop as the server) and inside `Remediator.submit`.
-
 Phase C (restart under load): 200 containers x 10 listeners, simulator 10/s, budget 10/s; one
 alert as soon as the first container has been polled, while the rest of the first cycle (about
 400 requests, 40 s of budget) waits in the rate limiter.
+
+Every exporter keeps its ledger in a temporary directory of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.common import account_config, print_table, summary, verdict
-from exporter.config import Config
+from bench.common import print_table, summary, verdict
+from bench.webhook import (
+    ACCOUNT,
+    TMPFS,
+    exporter_config,
+    ledger_phase,
+    ledger_tables,
+    payload,
+    post,
+    start,
+    storage_dir,
+)
 from exporter.daemon import Exporter
-from exporter.remediation import WebhookPayload
 from exporter.simulator import Simulator, serve
 
-ACCOUNT = "bench-account"
-TOKEN = "bench-webhook-token"
-ANSWER_TARGET_MS = 10.0
 LEAVE_TARGET_MS = 100.0
-
-
-def _config(sim: Simulator, base_url: str, budget: float) -> Config:
-    return Config.model_validate(
-        {
-            "accounts": [account_config(sim.accounts[ACCOUNT], base_url, budget)],
-            "poll": {
-                "interval_seconds": 60,
-                "result_timeout_seconds": 60,
-                "request_timeout_seconds": 10,
-            },
-            "remediation": {
-                "enabled": True,
-                "dry_run": False,
-                "auth": {"bearer_token": TOKEN},
-                "cooldown_seconds": 900,
-                "max_actions_per_hour": 10000,
-                "verify_timeout_seconds": 60,
-            },
-        }
-    )
-
-
-def _payload(alerts: list[tuple[str, str]]) -> bytes:
-    document = {
-        "version": "4",
-        "status": "firing",
-        "receiver": "boomi-remediation",
-        "groupKey": '{}:{alertname="BoomiListenerErrored"}',
-        "truncatedAlerts": 0,
-        "groupLabels": {"alertname": "BoomiListenerErrored"},
-        "commonLabels": {"alertname": "BoomiListenerErrored", "account_id": ACCOUNT},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {
-                    "alertname": "BoomiListenerErrored",
-                    "account_id": ACCOUNT,
-                    "container_id": container_id,
-                    "listener_id": listener_id,
-                    "severity": "warning",
-                },
-                "annotations": {"summary": f"listener {listener_id} is errored"},
-                "startsAt": "2026-01-01T00:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus.example:9090/graph",
-                "fingerprint": f"{index:016x}",
-            }
-            for index, (container_id, listener_id) in enumerate(alerts)
-        ],
-    }
-    WebhookPayload.model_validate(document)  # the bench's own payload must be valid
-    return json.dumps(document).encode()
-
-
-async def _start(sim: Simulator, budget: float) -> tuple[Exporter, Any, str]:
-    runner, base_url = await serve(sim, "127.0.0.1", 0)
-    exporter = Exporter(_config(sim, base_url, budget))
-    port = await exporter.start("127.0.0.1", 0)
-    deadline = time.monotonic() + 120
-    while not (exporter.store.containers() and exporter.store.ready()):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the exporter did not finish its first poll in 120 s")
-        await asyncio.sleep(0.05)
-    return exporter, runner, f"http://127.0.0.1:{port}/webhook/alertmanager"
-
-
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[float, float]:
-    """POST the payload; (latency in ms, wall-clock time the answer was read)."""
-    started = time.perf_counter()
-    async with session.post(
-        url,
-        data=body,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    ) as response:
-        answer = await response.json()
-        assert response.status == 200, answer
-    return (time.perf_counter() - started) * 1e3, time.time()
 
 
 def _instrument(exporter: Exporter) -> dict[str, dict[str, float]]:
@@ -158,7 +84,7 @@ def _instrument(exporter: Exporter) -> dict[str, dict[str, float]]:
     return per_task
 
 
-async def restart_delays(count: int, offset: int) -> dict[str, Any]:
+async def restart_delays(count: int, offset: int, storage: Path) -> dict[str, Any]:
     """Phase A for one webhook with `count` alerts (a fresh exporter and simulator)."""
     sim = Simulator.with_fleet(
         account_id=ACCOUNT,
@@ -175,14 +101,14 @@ async def restart_delays(count: int, offset: int) -> dict[str, Any]:
         sim.set_status(ACCOUNT, listener.listener_id, "listening")
     for listener in chosen:
         sim.set_status(ACCOUNT, listener.listener_id, "errored")
-    exporter, runner, url = await _start(sim, 10)
+    exporter, runner, url = await start(sim, 10, storage)
     per_task = _instrument(exporter)
     learnt_delay = exporter.clients[ACCOUNT].expected_result_delay
     sim.reset_counters()
     try:
         async with aiohttp.ClientSession() as session:
-            body = _payload([(lst.container_id, lst.listener_id) for lst in chosen])
-            latency_ms, answered_at = await _post(session, url, body)
+            body = payload([(lst.container_id, lst.listener_id) for lst in chosen])
+            latency_ms, answered_at = await post(session, url, body)
             deadline = time.monotonic() + 120
             while len(sim.change_log) < count and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
@@ -226,7 +152,7 @@ async def restart_delays(count: int, offset: int) -> dict[str, Any]:
     }
 
 
-async def restart_during_cycle(containers: int) -> dict[str, Any]:
+async def restart_during_cycle(containers: int, storage: Path) -> dict[str, Any]:
     """Phase C: one alert while the first poll cycle of a big fleet fills the rate limiter."""
     sim = Simulator.with_fleet(
         account_id=ACCOUNT,
@@ -245,7 +171,7 @@ async def restart_during_cycle(containers: int) -> dict[str, Any]:
     for listener_id in first_of.values():
         sim.set_status(ACCOUNT, listener_id, "errored")
     runner, base_url = await serve(sim, "127.0.0.1", 0)
-    exporter = Exporter(_config(sim, base_url, 10))
+    exporter = Exporter(exporter_config(sim, base_url, 10, storage))
     port = await exporter.start("127.0.0.1", 0)
     url = f"http://127.0.0.1:{port}/webhook/alertmanager"
     per_task = _instrument(exporter)
@@ -259,9 +185,7 @@ async def restart_during_cycle(containers: int) -> dict[str, Any]:
         listener_id = first_of[polled.container_id]
         posted_after = time.monotonic() - started
         async with aiohttp.ClientSession() as session:
-            _, answered_at = await _post(
-                session, url, _payload([(polled.container_id, listener_id)])
-            )
+            _, answered_at = await post(session, url, payload([(polled.container_id, listener_id)]))
         deadline = time.monotonic() + 180
         while not sim.change_log and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -285,91 +209,38 @@ async def restart_during_cycle(containers: int) -> dict[str, Any]:
     }
 
 
-async def answer_times(rounds: int, alerts: int) -> dict[str, Any]:
-    """Phase B: webhook answer time with `alerts` alerts per payload, `rounds` times."""
-    sim = Simulator.with_fleet(
-        account_id=ACCOUNT,
-        containers=100,
-        listeners_per_container=10,
-        rate_limit_rps=1000,
-        result_delay_seconds=0.05,
-        restart_delay_seconds=2.0,
-        seed=5,
-    )
-    listeners = list(sim.accounts[ACCOUNT].listeners.values())
-    for listener in listeners:
-        sim.set_status(ACCOUNT, listener.listener_id, "listening")
-    exporter, runner, url = await _start(sim, 100)
-    remediator = exporter.remediator
-    assert remediator is not None
-    submit_ms: list[float] = []
-    original_submit = remediator.submit
-
-    def timed_submit(payload: WebhookPayload) -> list[dict[str, str]]:
-        started = time.perf_counter()
-        try:
-            return original_submit(payload)
-        finally:
-            submit_ms.append((time.perf_counter() - started) * 1e3)
-
-    remediator.submit = timed_submit  # type: ignore[method-assign]
-    latencies: list[float] = []
-    try:
-        async with aiohttp.ClientSession() as session:
-            for index in range(rounds + 1):  # round 0 warms up
-                start = (index * alerts) % len(listeners)
-                chosen = (listeners + listeners)[start : start + alerts]
-                body = _payload([(lst.container_id, lst.listener_id) for lst in chosen])
-                latency_ms, _ = await _post(session, url, body)
-                if index:
-                    latencies.append(latency_ms)
-                deadline = time.monotonic() + 30
-                while remediator.guards.active and time.monotonic() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-    finally:
-        await exporter.stop()
-        await runner.cleanup()
-    return {
-        "rounds": rounds,
-        "alerts_per_payload": alerts,
-        "client_latency_ms": summary(latencies),
-        "submit_ms": summary(submit_ms[1:]),
-        "warmup_ms": submit_ms[0] if submit_ms else None,
-    }
-
-
-async def run(*, rounds: int, alerts: int) -> dict[str, Any]:
+async def run(
+    *,
+    rounds: int,
+    alerts: int,
+    storm_size: int = 200,
+    repeat: int = 3,
+    directory: str | None = None,
+) -> dict[str, Any]:
     logging.getLogger("exporter").setLevel(logging.ERROR)
-    answers = await answer_times(rounds, alerts)
-    print(
-        f"  answer time over {rounds} posts: median {answers['client_latency_ms']['median']:.2f}"
-        " ms",
-        flush=True,
-    )
-    single = await restart_delays(1, 0)
-    print(f"  1 alert: {single['total_ms']['median']:.0f} ms to changeListenerStatus", flush=True)
-    burst = await restart_delays(alerts, 1)
-    print(
-        f"  {alerts} alerts: median {burst['total_ms']['median']:.0f} ms to changeListenerStatus",
-        flush=True,
-    )
-    busy = await restart_during_cycle(200)
-    print(f"  1 alert during a 200-container cycle: {busy['total_ms']:.0f} ms", flush=True)
-    client = answers["client_latency_ms"]
-    rows: list[list[object]] = [
-        [
-            f"webhook answer, {alerts} alerts (client-side, {rounds} posts)",
-            f"{client['median']:.2f}",
-            f"{client['p99']:.2f}",
-            f"median {verdict(client['median'], ANSWER_TARGET_MS)}",
-        ],
-        [
-            "  of which Remediator.submit",
-            f"{answers['submit_ms']['median']:.2f}",
-            f"{answers['submit_ms']['p99']:.2f}",
-            "",
-        ],
-    ]
+    phases: dict[str, dict[str, Any]] = {}
+    kinds: list[tuple[str, str | Path | None]] = [("disk", directory)]
+    if await asyncio.to_thread(TMPFS.is_dir):
+        kinds.append(("tmpfs", TMPFS))
+    for kind, where in kinds:
+        with storage_dir(where) as storage:
+            phases[kind] = await ledger_phase(storage, rounds, alerts, storm_size, repeat)
+        answers = phases[kind]["answer_times"][str(alerts)]["client_latency_ms"]
+        print(f"  ledger on {kind}: {alerts} alerts, median {answers['median']:.2f} ms", flush=True)
+    with storage_dir(directory) as storage:
+        single = await restart_delays(1, 0, storage / "single")
+        print(
+            f"  1 alert: {single['total_ms']['median']:.0f} ms to changeListenerStatus", flush=True
+        )
+        burst = await restart_delays(alerts, 1, storage / "burst")
+        print(
+            f"  {alerts} alerts: median {burst['total_ms']['median']:.0f} ms to"
+            " changeListenerStatus",
+            flush=True,
+        )
+        busy = await restart_during_cycle(200, storage / "busy")
+        print(f"  1 alert during a 200-container cycle: {busy['total_ms']:.0f} ms", flush=True)
+    rows: list[list[object]] = []
     for label, phase in (("1 alert", single), (f"{alerts} alerts", burst)):
         for key, what in (
             ("total_ms", "answer -> changeListenerStatus at simulator"),
@@ -394,14 +265,15 @@ async def run(*, rounds: int, alerts: int) -> dict[str, Any]:
         rows.append(
             [f"1 alert during a 200-container poll cycle: {what}", f"{busy[key]:.0f}", "", ""]
         )
-    table = print_table(
-        "Remediation",
+    table = ledger_tables(phases, rounds, storm_size, repeat)
+    table += print_table(
+        "Remediation: from the answer to the call",
         ["measure", "median ms", "p99/max ms", "target"],
         rows,
     )
     return {
-        "parameters": {"rounds": rounds, "alerts": alerts},
-        "answer_times": answers,
+        "parameters": {"rounds": rounds, "alerts": alerts, "storm": storm_size, "repeat": repeat},
+        "ledger": phases,
         "restart_single": single,
         "restart_burst": burst,
         "restart_during_cycle": busy,

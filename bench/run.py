@@ -58,7 +58,13 @@ async def _memcpu(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _remediation(args: argparse.Namespace) -> dict[str, Any]:
-    return await remediation.run(rounds=args.rounds, alerts=args.alerts)
+    return await remediation.run(
+        rounds=args.rounds,
+        alerts=args.alerts,
+        storm_size=args.storm,
+        repeat=args.repeat,
+        directory=args.dir,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     remediation = sub.add_parser("remediation", help="target 6: webhook latency, restart delay")
     remediation.add_argument("--rounds", type=int, default=40, help="webhook posts timed")
     remediation.add_argument("--alerts", type=int, default=50, help="alerts per payload")
+    remediation.add_argument("--storm", type=int, default=200, help="posts per storm")
+    remediation.add_argument("--repeat", type=int, default=3, help="storms per scenario")
+    remediation.add_argument(
+        "--dir", default=None, help="where the on-disk ledgers go (default: the system's temp)"
+    )
 
     sub.add_parser("all", help="every benchmark with its defaults")
     # Internal: the /metrics server of the scrape benchmark, in its own process.

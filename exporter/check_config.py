@@ -77,5 +77,7 @@ def summarize(config: Config) -> str:
         f"  at most {remediation.max_actions_per_hour} actions per hour",
         f"  verify timeout: {_seconds(remediation.verify_timeout_seconds)}",
         f"  max webhook body: {remediation.max_body_bytes} bytes",
+        f"  ledger: {config.storage.path} (storage.path, unless --storage.path),"
+        f" entries kept {config.storage.retention_days:g} days",
     ]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from exporter.config import Config, ConfigError, load_config, parse_listen_addre
 from exporter.daemon import Exporter, poll_once, run_until_stopped
 from exporter.demo import run_demo
 from exporter.environments import describe_environment
+from exporter.ledger import LedgerError
 from exporter.restart_cli import main as restart_main
 from exporter.signals import stop_on_signals
 from exporter.simulate_cli import main as simulate_main
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         metavar="HOST:PORT",
         help="address to serve /metrics on (default from the config, else 0.0.0.0:9877)",
+    )
+    parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        metavar="DIR",
+        help="directory of the remediation ledger (default from the config, else data/)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -152,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.demo:
         host, port = listen_address(args, None)
-        return run_demo(host, port)
+        try:
+            return run_demo(host, port, storage_path=args.storage_path)
+        except LedgerError as exc:
+            print(f"boomi-listener-exporter: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if not args.config:
         parser.error("--config PATH is required (or --demo)")
     try:
@@ -172,8 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(store)
         return EXIT_OK if all(s.up for s in store.containers()) else EXIT_FAILURE
     host, port = listen_address(args, config)
+    exporter = Exporter(config, config_path=args.config, storage_path=args.storage_path)
     try:
-        asyncio.run(_serve(Exporter(config, config_path=args.config), host, port))
+        asyncio.run(_serve(exporter, host, port))
+    except LedgerError as exc:
+        # Remediation without its record would forget cooldowns on every restart.
+        print(f"boomi-listener-exporter: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", host, port, exc.strerror or exc)
         return EXIT_FAILURE

@@ -15,6 +15,7 @@ from exporter.boomi.credentials import CredentialGates
 from exporter.boomi.settings import ClientSettings
 from exporter.config import AccountConfig, Config, ConfigError, load_config
 from exporter.fleet import FleetRefresher, merge_targets
+from exporter.ledger import Entry, Ledger, LedgerError
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, Target
 from exporter.remediation import Remediator, add_webhook
@@ -34,8 +35,27 @@ def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
     }
 
 
+def _log_interrupted(entries: tuple[Entry, ...]) -> None:
+    for entry in entries:
+        log.warning(
+            "remediation interrupted: %s of listener %s on container %s (account %s), ledger"
+            " entry %d received at %s: %s; its listener stays in cooldown from the start",
+            entry["action"] or "?",
+            entry["listener_id"] or "?",
+            entry["container_id"] or "?",
+            entry["account_id"] or "?",
+            entry["id"],
+            entry["received_at"],
+            entry["reason"],
+        )
+
+
 class Exporter:
-    """The running daemon: polls in the background and serves what it learnt over HTTP."""
+    """The running daemon: polls in the background and serves what it learnt over HTTP.
+
+    With remediation enabled it owns the ledger under `storage.path` (or `storage_path`, the
+    --storage.path flag, which wins over the file on every reload), opened at start.
+    """
 
     def __init__(
         self,
@@ -43,9 +63,12 @@ class Exporter:
         *,
         config_path: str | Path | None = None,
         secret_check_seconds: float = DEFAULT_INTERVAL_SECONDS,
+        storage_path: str | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.storage_path = storage_path
+        self.ledger: Ledger | None = None
         self.store = SnapshotStore()
         self.metrics = ExporterMetrics(self.store)
         # One for the daemon: accounts of one Boomi user share its count of rejected sign-ins.
@@ -87,6 +110,7 @@ class Exporter:
             extra_routes=lambda app: add_webhook(app, self.remediator),
             reload=self.reload if config_path is not None else None,
             notices=self.notices,
+            ledger=lambda: self.ledger,
         )
         self._runner: web.AppRunner | None = None
         self._reloading = asyncio.Lock()
@@ -138,8 +162,32 @@ class Exporter:
             names_check_seconds=min(15.0, config.poll.interval_seconds),
         )
 
+    async def open_ledger(self, config: Config) -> None:
+        """Open the ledger if `config` enables remediation and it is not open yet.
+
+        LedgerError (naming the path) if it cannot be opened for writing or another process
+        owns it. The entries a previous process left unfinished are logged, one line each.
+        """
+        if not config.remediation.enabled or self.ledger is not None:
+            return
+        directory = self.storage_path or config.storage.path
+        ledger = await asyncio.to_thread(
+            Ledger.open, directory, retention_days=config.storage.retention_days
+        )
+        _log_interrupted(ledger.interrupted)
+        log.info("remediation ledger at %s", ledger.path)
+        self.ledger = self.remediator.ledger = ledger
+
     async def start(self, host: str, port: int) -> int:
-        """Start serving HTTP and polling; return the port really bound (for port 0)."""
+        """Start serving HTTP and polling; return the port really bound (for port 0).
+
+        LedgerError if remediation needs the ledger and it cannot be opened; nothing runs then.
+        """
+        try:
+            await self.open_ledger(self.config)
+        except LedgerError:
+            await self.stop()
+            raise
         self._runner, bound = await start_server(self.app, host, port)
         self.secrets.start()
         for account in self.config.accounts:
@@ -179,6 +227,12 @@ class Exporter:
             try:
                 new = load_config(self.config_path)
             except ConfigError as exc:
+                self.metrics.config_reload_successful.set(0)
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return False, str(exc)
+            try:
+                await self.open_ledger(new)  # remediation enabled by this reload
+            except LedgerError as exc:
                 self.metrics.config_reload_successful.set(0)
                 log.error("reload refused, keeping the running configuration: %s", exc)
                 return False, str(exc)
@@ -242,6 +296,8 @@ class Exporter:
                 "web.listen_address changed to %s: restart the exporter to apply it",
                 new.web.listen_address,
             )
+        if new.storage != old.storage and self.ledger is not None:
+            log.warning("storage changed: restart the exporter to apply it")
         self.config = new
         if new.remediation != old.remediation:
             self._log_remediation()
@@ -256,6 +312,10 @@ class Exporter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.ledger is not None:
+            # After the server: a late delivery is still recorded (or rejected, not lost).
+            for entry in await self.ledger.close():
+                log.info("ledger entry %d marked interrupted", entry["id"])
 
 
 async def poll_once(config: Config) -> SnapshotStore:

@@ -22,6 +22,7 @@ Boomi listener exporter demo (Ctrl-C to stop)
   simulator state:        {control_url}/__simulator/state
   remediation webhook:    POST http://localhost:{port}/webhook/alertmanager
                           (Authorization: Bearer {token}; restarts errored listeners)
+  remediation decisions:  http://localhost:{port}/api/v1/actions   (the ledger: {ledger})
 The fleet flaps now and then: listeners go errored or paused and come back.
 Its runtimes are in a PROD and a TEST environment; one is attached to no environment.
 """
@@ -57,7 +58,7 @@ def demo_config(base_url: str, sim: Simulator) -> Config:
     )
 
 
-async def _demo(host: str, port: int) -> None:
+async def _demo(host: str, port: int, storage_path: str | None) -> None:
     # Three runtimes in the PROD and TEST environments, and one attached to none.
     sim = Simulator.with_fleet(
         account_id=DEMO_ACCOUNT,
@@ -68,7 +69,7 @@ async def _demo(host: str, port: int) -> None:
     )
     runner, base_url = await serve(sim, "127.0.0.1", 0)
     flapping = asyncio.create_task(sim.flap(interval_seconds=15, probability=0.08))
-    exporter = Exporter(demo_config(base_url, sim))
+    exporter = Exporter(demo_config(base_url, sim), storage_path=storage_path)
     stop = stop_on_signals()
     account = sim.accounts[DEMO_ACCOUNT]
 
@@ -82,6 +83,7 @@ async def _demo(host: str, port: int) -> None:
                 password=account.password,
                 control_url=base_url.removesuffix("/api/rest/v1"),
                 token=DEMO_WEBHOOK_TOKEN,
+                ledger=exporter.ledger.path if exporter.ledger else "none",
             ),
             flush=True,
         )
@@ -95,7 +97,11 @@ async def _demo(host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def run_demo(host: str, port: int) -> int:
-    """Run the demo until SIGINT/SIGTERM; exit code 0."""
-    asyncio.run(_demo(host, port))
+def run_demo(host: str, port: int, *, storage_path: str | None = None) -> int:
+    """Run the demo until SIGINT/SIGTERM; exit code 0. Its remediation ledger is at
+    `storage_path` (the --storage.path flag), else `data/` in the working directory.
+
+    LedgerError if the ledger cannot be opened.
+    """
+    asyncio.run(_demo(host, port, storage_path))
     return 0

@@ -1,10 +1,13 @@
 """Alertmanager-driven remediation: restart (pause, resume) listeners, behind guards.
 
 `POST /webhook/alertmanager` takes a webhook payload (version 4), decides for each alert what it
-becomes (`triage`, pure, then the stateful duplicate/cooldown/budget guards), queues the accepted
-ones and answers at once. A background task per queued action then asks Boomi for the
-listener's status (check-before-act), calls changeListenerStatus (unless dry run) and polls until
-the listener is where the action should have put it (verify-after). Every outcome is counted in
+becomes (`triage`, pure, then the duplicate/cooldown/budget guards, which the ledger answers
+from its rows in the transaction that records the decision), queues the admitted ones and
+answers once the decisions are on disk. A background task per queued action then asks Boomi
+for the listener's status (check-before-act), marks the entry started, calls
+changeListenerStatus (unless dry run) and polls until the listener is where the action should
+have put it (verify-after); the entry gets its final outcome. No ledger, no action: a decision
+the ledger cannot record is `rejected` ("ledger unavailable"). Every outcome is counted in
 `boomi_remediation_actions_total` and logged with the alert's fingerprint.
 
 Label values in that counter come only from configured accounts and containers and from
@@ -17,24 +20,25 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.boomi import BoomiClient, BoomiError
 from exporter.boomi.shapes import OP_CHANGE, OP_QUERY, REMEDIATION_ACTIONS, ListenerStatusName
 from exporter.config import RemediationConfig, WebhookAuthConfig
 from exporter.environments import remediation_refusal
+from exporter.ledger import Decision, GuardLimits, Ledger, LedgerError, Recorded, Source
 from exporter.state import SnapshotStore
+from exporter.webhook_payload import PayloadError, WebhookAlert, WebhookPayload, parse_payload
 
 log = logging.getLogger(__name__)
+
+# The payload's names, for the callers that know them from here.
+__all__ = ["PayloadError", "WebhookAlert", "WebhookPayload", "parse_payload"]
 
 ACTION_LABEL = "boomi_action"
 # What each action should leave the listener in, and the states it makes sense from.
@@ -46,7 +50,7 @@ TARGET_STATUS: dict[str, ListenerStatusName] = {
 VERIFY_POLL_SECONDS = 5.0
 # Alertmanager sends its small body at once; a client that trickles it only holds a connection.
 BODY_READ_TIMEOUT_SECONDS = 3.0
-BUDGET_WINDOW_SECONDS = 3600.0
+LEDGER_UNAVAILABLE = "ledger unavailable"
 
 Outcome = Literal[
     "queued",
@@ -61,66 +65,6 @@ Outcome = Literal[
     "not_recovered",
     "ignored_resolved",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# The payload: Alertmanager's webhook, version 4.
-
-
-class WebhookAlert(BaseModel):
-    """One alert of a webhook payload; only `status` and `labels` drive decisions."""
-
-    # Unknown fields are ignored so a newer Alertmanager's additions do not break the webhook;
-    # the fields we read are strictly typed.
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: str = ""  # Alertmanager's field names (camelCase)
-    endsAt: str = ""
-    generatorURL: str = ""
-    fingerprint: str = ""
-
-
-class WebhookPayload(BaseModel):
-    """Alertmanager's webhook body (https://prometheus.io/docs/alerting/latest/configuration/)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
-
-    version: Literal["4"]
-    status: Literal["firing", "resolved"]
-    alerts: list[WebhookAlert]
-    receiver: str = ""
-    groupKey: str = ""
-    truncatedAlerts: int = Field(default=0, ge=0)
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str = ""
-
-
-class PayloadError(ValueError):
-    """The webhook body is not an Alertmanager version 4 payload; the message says why."""
-
-
-def parse_payload(body: bytes) -> WebhookPayload:
-    """Parse and validate a webhook body; PayloadError with a short reason otherwise."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise PayloadError("the body is not valid JSON") from None
-    try:
-        return WebhookPayload.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "payload"
-        # The location may hold the sender's own keys: keep it short and on one line.
-        where = where.encode("unicode_escape").decode("ascii")[:120]
-        raise PayloadError(
-            f"not an Alertmanager v4 payload: {where}: {first['msg']} "
-            f"({exc.error_count()} problem(s))"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +138,9 @@ def triage(
         )
     counted = (account_id, container_id, listener_id, action)
     if raw_action not in allowed_actions:
-        return Verdict("rejected", f"action {raw_action!r} is not allowed", labels=counted)
+        # Only a known action is named: the reason goes into the ledger, a label value not.
+        why = f"action {action!r} is not allowed" if action else f"unknown {ACTION_LABEL} label"
+        return Verdict("rejected", why, labels=counted)
     request = ActionRequest(account_id, container_id, listener_id, raw_action, alert.fingerprint)
     return Verdict("queued", "", request=request, labels=counted)
 
@@ -208,48 +154,6 @@ def precondition_met(action: str, status: str, restart_when: frozenset[str]) -> 
     return status == "paused"  # resume
 
 
-@dataclass
-class Guards:
-    """Duplicate, cooldown and budget bookkeeping; survives any burst of deliveries.
-
-    Checked and updated without awaiting, so concurrent deliveries cannot both pass.
-    """
-
-    cooldown_seconds: float
-    max_actions_per_hour: int
-    clock: Callable[[], float] = time.monotonic
-    active: set[tuple[str, str, str]] = field(default_factory=set)
-    last_action: dict[tuple[str, str, str], float] = field(default_factory=dict)
-    actions: deque[float] = field(default_factory=deque)
-
-    def admit(self, request: ActionRequest) -> Outcome:
-        """`queued` and the listener marked active, or the skip outcome that applies."""
-        key = (request.account_id, request.container_id, request.listener_id)
-        now = self.clock()
-        if key in self.active:
-            return "skipped_duplicate"
-        last = self.last_action.get(key)
-        if last is not None and now - last < self.cooldown_seconds:
-            return "skipped_cooldown"
-        while self.actions and self.actions[0] <= now - BUDGET_WINDOW_SECONDS:
-            self.actions.popleft()
-        # Queued and running actions hold a place in the budget until they end.
-        if len(self.actions) + len(self.active) >= self.max_actions_per_hour:
-            return "skipped_budget"
-        self.active.add(key)
-        return "queued"
-
-    def acted(self, request: ActionRequest) -> None:
-        """An action was taken (or dry-run): start its cooldown and spend budget."""
-        now = self.clock()
-        self.last_action[(request.account_id, request.container_id, request.listener_id)] = now
-        self.actions.append(now)
-
-    def finished(self, request: ActionRequest) -> None:
-        """The listener is no longer queued or running."""
-        self.active.discard((request.account_id, request.container_id, request.listener_id))
-
-
 # ---------------------------------------------------------------------------------------------
 # The worker.
 
@@ -257,7 +161,12 @@ CountOutcome = Callable[[tuple[str, str, str, str], str], None]
 
 
 class Remediator:
-    """Queues admitted requests and carries them out through the accounts' Boomi clients."""
+    """Decides alerts through the ledger, and carries out the admitted ones through the
+    accounts' Boomi clients, recording each step.
+
+    `ledger` is set by whoever owns it (the daemon opens it at start); without one, every
+    decision is rejected as "ledger unavailable".
+    """
 
     def __init__(
         self,
@@ -267,17 +176,18 @@ class Remediator:
         count: CountOutcome,
         *,
         containers: Callable[[], Mapping[str, frozenset[str]]],
-        clock: Callable[[], float] = time.monotonic,
+        ledger: Ledger | None = None,
         verify_poll_seconds: float = VERIFY_POLL_SECONDS,
     ) -> None:
         self.config = config
+        self.ledger = ledger
         self._clients = clients
         self._store = store
         self._count = count
         self._containers = containers
         self._verify_poll_max = verify_poll_seconds
         self._verify_poll = min(verify_poll_seconds, config.verify_timeout_seconds / 4)
-        self.guards = Guards(config.cooldown_seconds, config.max_actions_per_hour, clock)
+        self.limits = GuardLimits(config.cooldown_seconds, config.max_actions_per_hour)
         self._tasks: dict[asyncio.Task[None], tuple[ActionRequest, list[str]]] = {}
         # The webhook's auth with the current values of its secret files (set by the daemon);
         # by default the configured values.
@@ -298,11 +208,11 @@ class Remediator:
         return refusal or ""
 
     def configure(self, config: RemediationConfig) -> None:
-        """Apply a reloaded configuration; cooldowns, budget and running actions are kept."""
+        """Apply a reloaded configuration; cooldowns, budget and running actions are kept
+        (they live in the ledger)."""
         self.config = config
         self._verify_poll = min(self._verify_poll_max, config.verify_timeout_seconds / 4)
-        self.guards.cooldown_seconds = config.cooldown_seconds
-        self.guards.max_actions_per_hour = config.max_actions_per_hour
+        self.limits = GuardLimits(config.cooldown_seconds, config.max_actions_per_hour)
 
     def _known_listeners(self, account_id: str, container_id: str) -> frozenset[str]:
         snapshot = self._store.get(account_id, container_id)
@@ -330,34 +240,82 @@ class Remediator:
             f": {why}" if why else "",
         )
 
-    def submit(self, payload: WebhookPayload) -> list[dict[str, str]]:
-        """Decide every alert of a payload, queue the admitted ones; the per-alert summary."""
-        summary = []
-        for alert in payload.alerts:
-            verdict = triage(
-                alert,
-                allowed_actions=frozenset(self.config.allowed_actions),
-                containers=self._containers(),
-                known_listeners=self._known_listeners,
+    async def _decide(
+        self, verdicts: Sequence[tuple[Verdict, str]], source: Source
+    ) -> list[tuple[str, str, int | None]]:
+        """Record the verdicts in one ledger call, the admitted ones through its guards; per
+        verdict (outcome, reason, entry id if queued). A resolved alert decides nothing about an
+        action and is not recorded; if the ledger cannot write, all the others are rejected."""
+        decisions = [
+            Decision(
+                source,
+                fingerprint,
+                *verdict.labels,
+                outcome=verdict.outcome,
+                reason=verdict.reason,
+                dry_run=self.config.dry_run,
             )
-            verdict = self._environment_guard(verdict)
-            outcome: str = verdict.outcome
-            why = verdict.reason
-            if verdict.request is not None:
-                # Calls to Boomi stopped (rejected credentials): fail now, and send nothing.
-                why = self._refusal(verdict.request)
-                outcome = "failed" if why else self.guards.admit(verdict.request)
-                if outcome == "queued":
-                    self._start(verdict.request)
-            self._record(verdict.labels, outcome, alert.fingerprint, why)
-            entry = {"fingerprint": alert.fingerprint, "outcome": outcome}
+            for verdict, fingerprint in verdicts
+            if verdict.outcome != "ignored_resolved"
+        ]
+        written = await self._write(decisions) if decisions else []
+        recorded = None if written is None else iter(written)
+        results: list[tuple[str, str, int | None]] = []
+        for verdict, _ in verdicts:
+            if verdict.outcome == "ignored_resolved":
+                results.append((verdict.outcome, verdict.reason, None))
+            elif recorded is None:
+                results.append(("rejected", LEDGER_UNAVAILABLE, None))
+            else:
+                entry = next(recorded)
+                queued = entry.outcome == "queued"
+                results.append((entry.outcome, entry.reason, entry.id if queued else None))
+        return results
+
+    async def _write(self, decisions: Sequence[Decision]) -> list[Recorded] | None:
+        """`Ledger.record`, or None (logged) when there is no ledger or it cannot write."""
+        if self.ledger is None:
+            log.error("remediation: no ledger is open; %d decision(s) rejected", len(decisions))
+            return None
+        try:
+            return await self.ledger.record(decisions, self.limits)
+        except LedgerError as exc:
+            log.error("remediation: %s; %d decision(s) rejected", exc, len(decisions))
+            return None
+
+    async def submit(self, payload: WebhookPayload) -> list[dict[str, str]]:
+        """Decide every alert of a payload, record the decisions, queue the admitted ones;
+        the per-alert summary, once the decisions are on disk."""
+        containers = self._containers()
+        verdicts = [
+            (
+                triage(
+                    alert,
+                    allowed_actions=frozenset(self.config.allowed_actions),
+                    containers=containers,
+                    known_listeners=self._known_listeners,
+                ),
+                alert.fingerprint,
+            )
+            for alert in payload.alerts
+        ]
+        verdicts = [(self._screen(verdict), fingerprint) for verdict, fingerprint in verdicts]
+        summary = []
+        decided = await self._decide(verdicts, "alertmanager")
+        for (verdict, fingerprint), (outcome, why, entry_id) in zip(verdicts, decided, strict=True):
+            self._record(verdict.labels, outcome, fingerprint, why)
+            if entry_id is not None and verdict.request is not None:
+                self._start(verdict.request, entry_id)
+            entry = {"fingerprint": fingerprint, "outcome": outcome}
             if why:
                 entry["reason"] = why
             summary.append(entry)
         return summary
 
-    def _environment_guard(self, verdict: Verdict) -> Verdict:
-        """`rejected` for a runtime outside `environment_classifications` (when set)."""
+    def _screen(self, verdict: Verdict) -> Verdict:
+        """The checks after triage that need the exporter's state, before the ledger's guards:
+        `rejected` for a runtime outside `environment_classifications` (when set), `failed`
+        while the account's calls to Boomi are stopped (rejected credentials: nothing is sent)."""
         request = verdict.request
         if request is None:
             return verdict
@@ -367,37 +325,64 @@ class Remediator:
             snapshot is not None and snapshot.environment_known,
             self.config.environment_classifications,
         )
-        return Verdict("rejected", reason, labels=verdict.labels) if reason else verdict
+        if reason:
+            return Verdict("rejected", reason, labels=verdict.labels)
+        why = self._refusal(request)
+        if why:
+            return Verdict("failed", why, labels=verdict.labels)
+        return verdict
 
-    def submit_request(self, request: ActionRequest) -> tuple[str, asyncio.Task[None] | None]:
-        """The manual path: the same guards (but the alert), then run. Outcome and the task."""
+    async def submit_request(
+        self, request: ActionRequest
+    ) -> tuple[str, str, asyncio.Task[None] | None]:
+        """The manual path: the same guards and ledger (but the alert), then run.
+
+        The outcome, its reason, and the task carrying the action out if it was queued.
+        """
         containers = self._containers()
+        labels = (request.account_id, request.container_id, request.listener_id, request.action)
+        verdict = Verdict("queued", "", request=request, labels=labels)
         if request.account_id not in containers or (
             request.container_id not in containers[request.account_id]
         ):
-            return "rejected", None
-        if request.action not in self.config.allowed_actions:
-            return "rejected", None
-        why = self._refusal(request)
-        outcome = "failed" if why else self.guards.admit(request)
-        labels = (request.account_id, request.container_id, request.listener_id, request.action)
+            verdict = Verdict("rejected", "unknown container", labels=labels)
+        elif request.action not in self.config.allowed_actions:
+            verdict = Verdict(
+                "rejected", f"action {request.action!r} is not allowed", labels=labels
+            )
+        verdict = self._screen(verdict)
+        ((outcome, why, entry_id),) = await self._decide([(verdict, request.fingerprint)], "cli")
         self._record(labels, outcome, request.fingerprint, why)
-        if outcome != "queued":
-            return outcome, None
-        return outcome, self._start(request)
+        if entry_id is None:
+            return outcome, why, None
+        return outcome, why, self._start(request, entry_id)
 
-    def _start(self, request: ActionRequest) -> asyncio.Task[None]:
+    def _start(self, request: ActionRequest, entry_id: int) -> asyncio.Task[None]:
         stage = ["queued"]
         task = asyncio.create_task(
-            self._run(request, stage), name=f"remediate {request.listener_id}"
+            self._run(request, entry_id, stage), name=f"remediate {request.listener_id}"
         )
         self._tasks[task] = (request, stage)
         task.add_done_callback(self._tasks.pop)
         return task
 
-    async def _run(self, request: ActionRequest, stage: list[str]) -> None:
+    async def _finish(
+        self, request: ActionRequest, entry_id: int, outcome: str, why: str = ""
+    ) -> None:
+        """Give the entry its final outcome, then count and log it (counted even if the write
+        fails: the entry then stays unfinished, the listener busy, until the next start)."""
+        assert self.ledger is not None
+        try:
+            await self.ledger.finish(entry_id, outcome, why)
+        except (LedgerError, ValueError) as exc:
+            log.error("remediation: ledger entry %d could not be finished: %s", entry_id, exc)
         labels = (request.account_id, request.container_id, request.listener_id, request.action)
+        self._record(labels, outcome, request.fingerprint, why)
+
+    async def _run(self, request: ActionRequest, entry_id: int, stage: list[str]) -> None:
         client = self._clients[request.account_id]
+        ledger = self.ledger
+        assert ledger is not None  # an entry id comes from it
         try:
             stage[0] = "checking the listener's status"
             status = await self._current_status(client, request)
@@ -405,11 +390,17 @@ class Remediator:
                 request.action, status, frozenset(self.config.restart_when)
             ):
                 why = f"the listener is {status or 'not reported by Boomi'}"
-                self._record(labels, "skipped_not_needed", request.fingerprint, why)
+                await self._finish(request, entry_id, "skipped_not_needed", why)
                 return
-            self.guards.acted(request)
+            try:
+                # On disk before the call: a crash after this point keeps the cooldown.
+                await ledger.mark_started(entry_id)
+            except (LedgerError, ValueError) as exc:
+                log.error("remediation: ledger entry %d could not be started: %s", entry_id, exc)
+                await self._finish(request, entry_id, "rejected", LEDGER_UNAVAILABLE)
+                return
             if self.config.dry_run:
-                self._record(labels, "dry_run", request.fingerprint, f"the listener is {status}")
+                await self._finish(request, entry_id, "dry_run", f"the listener is {status}")
                 return
             stage[0] = "calling changeListenerStatus"
             await client.change_listener_status(
@@ -417,10 +408,11 @@ class Remediator:
             )
             stage[0] = "verifying the result"
             outcome, why = await self._verify(client, request)
-            self._record(labels, outcome, request.fingerprint, why)
+            await self._finish(request, entry_id, outcome, why)
         except BoomiError as exc:
-            self._record(labels, "failed", request.fingerprint, f"{stage[0]}: {exc}")
+            await self._finish(request, entry_id, "failed", f"{stage[0]}: {exc}")
         except asyncio.CancelledError:
+            # The entry stays unfinished; closing the ledger marks it `interrupted`.
             log.warning(
                 "remediation abandoned at shutdown: %s of listener %s on container %s"
                 " (account %s) while %s; check it in Boomi",
@@ -431,8 +423,6 @@ class Remediator:
                 stage[0],
             )
             raise
-        finally:
-            self.guards.finished(request)
 
     async def _current_status(self, client: BoomiClient, request: ActionRequest) -> str | None:
         listeners = await client.fetch_listener_statuses(
@@ -547,7 +537,9 @@ async def webhook_handler(request: web.Request) -> web.Response:
     except PayloadError as exc:
         log.info("webhook: refused a payload: %s", exc)
         return web.json_response({"error": str(exc)}, status=400)
-    return web.json_response({"alerts": remediator.submit(payload)})
+    # Shielded: once the decisions are being recorded they are carried out, even if the
+    # client goes away before the answer.
+    return web.json_response({"alerts": await asyncio.shield(remediator.submit(payload))})
 
 
 def add_webhook(app: web.Application, remediator: Remediator) -> None:

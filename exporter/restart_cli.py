@@ -3,6 +3,12 @@
 It goes through the remediation guards but the alert: the container must be configured, the
 action allowed, the listener's current status must call for it (check-before-act), `dry_run` is
 honoured, and the result is verified. It shows what it will do and asks before doing it.
+
+It goes through the same ledger as the daemon (`storage.path`, or `--storage.path`), so the
+daemon's cooldowns and budget apply to it and its action is on record (source `cli`). While a
+daemon owns the ledger, the command is its guest (it writes under SQLite's own lock, and marks
+nothing of the daemon's `interrupted`); with no daemon running it owns the ledger for as long as
+it runs. A ledger it cannot open for writing is exit 2: no action without a record.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from exporter.boomi.settings import ClientSettings
 from exporter.boomi.shapes import REMEDIATION_ACTIONS
 from exporter.config import ConfigError, load_config
 from exporter.daemon import containers_by_account
+from exporter.ledger import Ledger, LedgerError
 from exporter.metrics import ExporterMetrics
 from exporter.remediation import ActionRequest, Remediator, precondition_met
 from exporter.state import SnapshotStore
@@ -36,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listener", required=True, metavar="ID", help="listener (process) id")
     parser.add_argument("--action", choices=REMEDIATION_ACTIONS, default="restart")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        metavar="DIR",
+        help="the exporter's ledger directory (default from the config, else data/)",
+    )
     return parser
 
 
@@ -53,6 +66,16 @@ async def _run(args: argparse.Namespace, confirm: Callable[[str], bool]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        ledger = await asyncio.to_thread(
+            Ledger.open,
+            args.storage_path or config.storage.path,
+            retention_days=config.storage.retention_days,
+            guest_when_owned=True,
+        )
+    except LedgerError as exc:
+        print(f"cannot record the action, so nothing is done: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     metrics = ExporterMetrics(SnapshotStore())
     client = ClientSettings.from_config(account, config).build(on_request=metrics.observe_request)
     outcomes: list[str] = []
@@ -62,6 +85,7 @@ async def _run(args: argparse.Namespace, confirm: Callable[[str], bool]) -> int:
         SnapshotStore(),
         lambda _labels, outcome: outcomes.append(outcome),
         containers=lambda: containers,
+        ledger=ledger,
     )
     try:
         listeners = await client.fetch_listener_statuses(
@@ -91,18 +115,21 @@ async def _run(args: argparse.Namespace, confirm: Callable[[str], bool]) -> int:
         if not args.yes and not confirm("Proceed? [y/N] "):
             print("Cancelled.")
             return EXIT_FAILURE
-        _, task = remediator.submit_request(
+        outcome, why, task = await remediator.submit_request(
             ActionRequest(account.account_id, args.container, args.listener, args.action, "manual")
         )
-        if task is not None:
-            await task
+        if task is None:
+            print(f"Outcome: {outcome}: {why}")
+            return EXIT_FAILURE
+        await task
     except BoomiError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         await client.close()
+        await ledger.close()
     outcome = outcomes[-1] if outcomes else "failed"
-    print(f"Outcome: {outcome}")
+    print(f"Outcome: {outcome} (recorded in {ledger.path})")
     return EXIT_OK if outcome in ("recovered", "dry_run") else EXIT_FAILURE
 
 

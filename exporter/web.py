@@ -1,8 +1,9 @@
 """The exporter's HTTP server: landing page, /metrics, health and readiness, and `start_server`.
 
-Every handler reads the snapshot store or the metrics registry; none of them talks to Boomi, so
-a scrape costs the same whether Boomi is fast, slow or down. `start_server` is the one place the
-server is bound, for the daemon, the demo and the scrape benchmark alike.
+Every handler reads the snapshot store, the metrics registry or the remediation ledger; none of
+them talks to Boomi, so a scrape costs the same whether Boomi is fast, slow or down.
+`start_server` is the one place the server is bound, for the daemon, the demo and the scrape
+benchmark alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from exporter import __version__
+from exporter.actions import LEDGER_KEY, LedgerSource, add_actions, recent_decisions_section
 from exporter.boomi import LISTENER_STATUSES
 from exporter.environments import describe_environment
 from exporter.metrics import ExporterMetrics
@@ -115,6 +117,7 @@ async def landing_handler(request: web.Request) -> web.Response:
     problems = "".join(
         f"<li class='down'>{html.escape(notice)}</li>" for notice in (notices() if notices else [])
     )
+    decisions = await recent_decisions_section(request.app[LEDGER_KEY](), store.process_names)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Boomi listener exporter</title>
 <style>
@@ -134,7 +137,9 @@ td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }
 {f"<ul>{problems}</ul>" if problems else ""}
 <table><tr><th>Listener</th><th>Connector</th><th>Status</th><th></th></tr>
 {"".join(rows)}
-</table></body></html>
+</table>
+{decisions}
+</body></html>
 """
     return web.Response(text=page, content_type="text/html")
 
@@ -146,10 +151,13 @@ def create_app(
     extra_routes: Callable[[web.Application], None] | None = None,
     reload: Reload | None = None,
     notices: Notices | None = None,
+    ledger: LedgerSource = lambda: None,
 ) -> web.Application:
     """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook,
     `reload` (re-read the config: ok, message) serves `POST /-/reload`, `notices` are
-    sentences the landing page shows above the containers (secret files, stopped calls)."""
+    sentences the landing page shows above the containers (secret files, stopped calls),
+    `ledger` (the open remediation ledger, or None) serves `GET /api/v1/actions` and the
+    page's decisions."""
     app = web.Application()
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
@@ -160,6 +168,7 @@ def create_app(
     app.router.add_get("/-/healthy", healthy_handler)
     app.router.add_get("/-/ready", ready_handler)
     app.router.add_post("/-/reload", reload_handler)
+    add_actions(app, ledger)
     if extra_routes is not None:
         extra_routes(app)
     return app

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.boomi import BoomiClient, RetryPolicy
-from exporter.config import Config
+from exporter.config import Config, StorageConfig
 from exporter.daemon import Exporter
 from exporter.simulator import SimAccount, Simulator, serve
 
@@ -179,10 +179,19 @@ StartExporter = Callable[[Config], Awaitable[Running]]
 
 
 @pytest.fixture
-async def start_exporter() -> AsyncIterator[StartExporter]:
+async def start_exporter(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[StartExporter]:
+    """Start exporters; one whose config leaves storage.path at its default gets a ledger
+    directory of its own, so that tests never share one (or write into the checkout)."""
     started: list[Running] = []
 
     async def start(config: Config) -> Running:
+        if config.storage.path == StorageConfig().path:
+            ledger_dir = tmp_path_factory.mktemp("ledger")
+            config = config.model_copy(
+                update={"storage": config.storage.model_copy(update={"path": str(ledger_dir)})}
+            )
         exporter = Exporter(config)
         port = await exporter.start("127.0.0.1", 0)
         running = Running(exporter, f"http://127.0.0.1:{port}", aiohttp.ClientSession())

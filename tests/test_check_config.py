@@ -45,6 +45,9 @@ def test_summarize_and_repr_show_settings_but_no_secret(tmp_path: Path) -> None:
             assert shown in summary
         for text in (summary, repr(config), str(config)):
             assert SECRET not in text
+    assert "ledger: data/ (storage.path, unless --storage.path), entries kept 30 days" in (
+        summarize(configs[0])
+    )
     assert "webhook auth: bearer_token" in summarize(configs[0])
     assert "dry run" in summarize(configs[0])
     assert "webhook auth: basic" in summarize(configs[1])

@@ -208,9 +208,10 @@ async def test_daemon_serves_and_stops_cleanly_on_signal(
         assert b"Traceback" not in stderr
 
 
-async def test_demo_runs_shows_listeners_and_remediates() -> None:
+async def test_demo_runs_shows_listeners_and_remediates(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0",
+        "--storage.path", str(tmp_path / "data"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
@@ -324,6 +325,8 @@ REMEDIATION_YAML = """remediation:
   verify_timeout_seconds: {verify}
 web:
   listen_address: 127.0.0.1:0
+storage:
+  path: {storage}
 """
 
 
@@ -335,7 +338,9 @@ async def test_sigterm_during_a_restart_logs_it_as_abandoned(
     listener = next(iter(sim_server.listeners_of(container)))
     sim_server.sim.set_status(ACCOUNT, listener, "errored")
     path = write_config(
-        tmp_path, sim_server, extra=REMEDIATION_YAML.format(dry_run="false", verify=120)
+        tmp_path,
+        sim_server,
+        extra=REMEDIATION_YAML.format(dry_run="false", verify=120, storage=tmp_path / "data"),
     )
     async with daemon(path, sim_server.account.password) as (process, url):
         body = {
@@ -394,7 +399,9 @@ async def test_manual_restart(
     listener = next(iter(sim_server.listeners_of(container)))
     sim_server.sim.set_status(ACCOUNT, listener, set_status)
     path = write_config(
-        tmp_path, sim_server, extra=REMEDIATION_YAML.format(dry_run=dry_run, verify=5)
+        tmp_path,
+        sim_server,
+        extra=REMEDIATION_YAML.format(dry_run=dry_run, verify=5, storage=tmp_path / "data"),
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "restart", "--config", str(path),

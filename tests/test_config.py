@@ -24,6 +24,7 @@ from exporter.config import (
     NamesConfig,
     PollConfig,
     RemediationConfig,
+    StorageConfig,
     WebConfig,
     WebhookAuthConfig,
     load_config,
@@ -288,6 +289,10 @@ AUTH_REQUIRED = (
             [("remediation.restart_when", ["stopped"])],
             "remediation.restart_when[0]: must be one of: listening, paused, errored, unknown",
         ),
+        ([("storage.pth", "x")], "storage.pth: unknown key"),
+        ([("storage.path", "")], "storage.path: must not be empty"),
+        ([("storage.retention_days", 0)], "storage.retention_days: must be greater than 0"),
+        ([("storage.retention_days", "a month")], "storage.retention_days: must be a number"),
     ],
 )
 def test_bad_config_names_the_key(changes: list[tuple[str, Any]], expected: str) -> None:
@@ -406,9 +411,10 @@ def test_defaults_are_applied() -> None:
 
 
 def test_empty_sections_mean_defaults() -> None:
-    config = parse_config(config_text() + "poll:\nweb:\nremediation:\n")
+    config = parse_config(config_text() + "poll:\nweb:\nstorage:\nremediation:\n")
     assert config.poll.interval_seconds == 60.0
     assert config.web.listen_address == "0.0.0.0:9877"
+    assert config.storage == StorageConfig()
     assert config.remediation.enabled is False
 
 
@@ -590,6 +596,7 @@ def test_example_config_loads_with_documented_values() -> None:
     assert (config.poll.interval_seconds, config.poll.result_timeout_seconds) == (60, 120)
     assert config.poll.request_timeout_seconds == 30
     assert config.web.listen_address == "0.0.0.0:9877"
+    assert (config.storage.path, config.storage.retention_days) == ("data/", 30)
     remediation = config.remediation
     assert (remediation.enabled, remediation.dry_run) == (False, True)
     assert isinstance(remediation.auth, WebhookAuthConfig)
@@ -611,6 +618,7 @@ def test_example_config_documents_every_option() -> None:
         ContainerConfig,
         PollConfig,
         WebConfig,
+        StorageConfig,
         RemediationConfig,
         WebhookAuthConfig,
         BasicAuthConfig,

@@ -15,6 +15,7 @@ from exporter.boomi import Atom, BoomiClient
 from exporter.config import AccountConfig, DiscoveryConfig
 from exporter.daemon import Exporter
 from exporter.fleet import merge_targets, select_discovered
+from exporter.ledger import Decision
 from exporter.poller import Poller, Target
 from exporter.state import OFFLINE_ERROR, SnapshotStore
 from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
@@ -277,16 +278,21 @@ async def test_reload_adds_and_removes_containers_and_refuses_a_bad_config(
         "enabled": True, "dry_run": True, "auth": {"bearer_token": "t"}, "cooldown_seconds": 900
     }  # fmt: skip
     base["accounts"][0]["containers"] = [{"id": first}, {"id": second}]
+    base["storage"] = {"path": str(tmp_path / "data")}
     path = tmp_path / "config.yaml"
     write(path, base)
     exporter = Exporter(config_for(sim_server).model_validate(base), config_path=path)
     port = await exporter.start("127.0.0.1", 0)
     url = f"http://127.0.0.1:{port}"
+    action = Decision("alertmanager", "fp", ACCOUNT, first, "some-listener", "restart", "queued")
     try:
         await wait_until(lambda: all(s.up for s in exporter.store.containers()))
         kept = exporter.store.get(ACCOUNT, first)
-        guards = exporter.remediator.guards
-        guards.last_action[(ACCOUNT, first, "some-listener")] = time.monotonic()
+        ledger = exporter.ledger
+        assert ledger is not None
+        (entry,) = await ledger.record([action], exporter.remediator.limits)
+        await ledger.mark_started(entry.id)
+        await ledger.finish(entry.id, "recovered")
         async with aiohttp.ClientSession() as session:
             # Add the third container and remove the second.
             base["accounts"][0]["containers"] = [{"id": first}, {"id": third}]
@@ -299,8 +305,9 @@ async def test_reload_adds_and_removes_containers_and_refuses_a_bad_config(
             assert current is not None and kept is not None
             assert current.last_success_time is not None
             assert current.last_success_time >= (kept.last_success_time or 0)
-            assert exporter.remediator.guards is guards
-            assert (ACCOUNT, first, "some-listener") in guards.last_action
+            assert exporter.ledger is ledger and exporter.remediator.ledger is ledger
+            (again,) = await ledger.record([action], exporter.remediator.limits)
+            assert again.outcome == "skipped_cooldown"
             await wait_until(lambda: bool((s := exporter.store.get(ACCOUNT, third)) and s.up))
             # An invalid config is refused with its reason; the running one stays.
             write(path, base | {"poll": {"intervall_seconds": 5}})

@@ -17,6 +17,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from exporter.ledger import (
     ListenerFacts,
     guard,
 )
+from exporter.ledger.worker import SETTLE_SLICE
 
 # The fields of GET /api/v1/actions in design.md.
 API_FIELDS = {
@@ -421,6 +424,74 @@ def test_close_marks_what_is_left_interrupted(tmp_path: Path, clock: FakeClock) 
     again.close()
 
 
+def test_a_guest_writes_beside_the_owner_and_marks_only_its_own_entries(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    owner = LedgerFile.open(tmp_path, retention_days=30, clock=clock)
+    guest = None
+    try:
+        (old,) = owner.record([alert("l-old", outcome="rejected")], LIMITS)
+        (running,) = owner.record([alert("l-1")], LIMITS)
+        owner.mark_started(running.id)
+        clock.now += 40 * 86400  # the owner's entries are past retention now
+        guest = LedgerFile.open(tmp_path, retention_days=30, clock=clock, guest_when_owned=True)
+        assert (owner.owner, guest.owner) == (True, False)
+        assert guest.interrupted == ()  # the owner's running action is the owner's
+        # The guards see the owner's rows, and the owner sees the guest's.
+        assert guest.record([alert("l-1")], LIMITS)[0].outcome == "skipped_duplicate"
+        (mine,) = guest.record([alert("l-2")], LIMITS)
+        assert mine.outcome == "queued"
+        assert owner.record([alert("l-2")], LIMITS)[0].outcome == "skipped_duplicate"
+        (left,) = guest.close()
+        assert (left["id"], left["outcome"]) == (mine.id, "interrupted")
+        by_id = {entry["id"]: entry for entry in owner.recent()}
+        assert by_id[running.id]["outcome"] == "running"
+        assert old.id not in by_id  # pruned by the owner's record above, never by the guest
+    finally:
+        if guest is not None:
+            guest.close()
+        owner.close()
+
+
+def test_a_guest_prunes_nothing(tmp_path: Path, clock: FakeClock) -> None:
+    owner = LedgerFile.open(tmp_path, retention_days=30, clock=clock)
+    try:
+        (old,) = owner.record([alert("l-old", outcome="rejected")], LIMITS)
+        clock.now += 40 * 86400
+        guest = LedgerFile.open(tmp_path, retention_days=30, clock=clock, guest_when_owned=True)
+        guest.record([alert("l-new", outcome="rejected")], LIMITS)
+        assert old.id in {entry["id"] for entry in guest.recent()}
+        guest.close()
+    finally:
+        owner.close()
+
+
+def test_without_guest_when_owned_an_owned_path_is_refused(tmp_path: Path) -> None:
+    owner = LedgerFile.open(tmp_path, retention_days=30)
+    try:
+        with pytest.raises(LedgerLocked, match="in use by another exporter"):
+            LedgerFile.open(tmp_path, retention_days=30)
+    finally:
+        owner.close()
+    # With nobody owning the path, a caller that would have been a guest owns it.
+    alone = LedgerFile.open(tmp_path, retention_days=30, guest_when_owned=True)
+    assert alone.owner
+    alone.close()
+
+
+def test_a_queued_entry_counts_against_the_budget_with_a_clock_near_zero(
+    tmp_path: Path,
+) -> None:
+    now = FakeClock(61.0)  # less than the budget window since the clock's epoch
+    opened = LedgerFile.open(tmp_path, retention_days=30, clock=now)
+    try:
+        limits = GuardLimits(cooldown_seconds=0, max_actions_per_hour=1)
+        assert opened.record([alert("l-1")], limits)[0].outcome == "queued"
+        assert opened.record([alert("l-2")], limits)[0].outcome == "skipped_budget"
+    finally:
+        opened.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Paths and writes that fail.
 
@@ -654,6 +725,43 @@ async def test_a_storm_of_200_concurrent_deliveries_admits_one_action(tmp_path: 
         assert len(await ledger.recent(1000)) == 200
     finally:
         await ledger.close()
+
+
+async def test_callers_of_one_group_resume_a_few_per_turn_of_the_loop_in_order(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger.open(tmp_path, retention_days=30)
+    gate = threading.Event()
+    turn = [0]
+
+    async def count_turns() -> None:
+        while True:
+            turn[0] += 1
+            await asyncio.sleep(0)
+
+    resumed: list[tuple[int, int]] = []  # (caller, turn of the loop it resumed in)
+
+    async def deliver(n: int) -> None:
+        await ledger.record([alert(f"l-{n}")], LIMITS)
+        resumed.append((n, turn[0]))
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        # The worker is held up, so the 50 calls wait together and end in one group.
+        blocked = asyncio.ensure_future(ledger._submit(gate.wait))
+        calls = []
+        for n in range(50):
+            calls.append(asyncio.ensure_future(deliver(n)))
+            await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(blocked, *calls)
+    finally:
+        counter.cancel()
+        await ledger.close()
+    assert [n for n, _ in resumed] == list(range(50))
+    per_turn = Counter(at for _, at in resumed)
+    assert max(per_turn.values()) <= SETTLE_SLICE
+    assert len(per_turn) >= 50 // SETTLE_SLICE
 
 
 async def test_a_mistaken_call_undoes_only_its_own_writes(tmp_path: Path) -> None:

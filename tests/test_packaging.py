@@ -43,7 +43,7 @@ import yaml
 
 import exporter
 from exporter import cli
-from exporter.config import WebConfig, parse_config, parse_listen_address
+from exporter.config import StorageConfig, WebConfig, parse_config, parse_listen_address
 from exporter.demo import DEMO_WEBHOOK_TOKEN
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -243,6 +243,25 @@ def test_image_labels_follow_the_oci_annotations() -> None:
     assert f'org.opencontainers.image.licenses="{license_expression}"' in labels
     # The version label defaults to the package version (a build can still override it).
     assert f"VERSION={exporter.__version__}" in final_stage("ARG")
+
+
+def image_storage_path() -> str:
+    """Where the exporter keeps its ledger in the image: the default storage.path, relative
+    to the final stage's WORKDIR."""
+    (workdir,) = final_stage("WORKDIR")
+    return posixpath.normpath(posixpath.join(workdir, StorageConfig().path))
+
+
+def test_the_ledger_directory_is_a_volume_the_images_user_owns() -> None:
+    storage = image_storage_path()
+    volumes = [exec_form(arguments) for arguments in final_stage("VOLUME")]
+    assert volumes == [[storage]]
+    # Created before the volume is declared, so a new volume starts with this owner and mode
+    # (the exporter runs as IMAGE_UID and must write there, also under --read-only).
+    runs = " ".join(final_stage("RUN"))
+    assert re.search(
+        rf"install -d -o {IMAGE_UID} -g {IMAGE_UID} -m 0700 {re.escape(storage)}(\s|$)", runs
+    ), runs
 
 
 # -- .dockerignore, the build context and the wheel -------------------------------------------
@@ -570,6 +589,14 @@ def test_compose_runs_the_exporter_demo_locked_down() -> None:
         for published in definition.get("ports", []):
             # Anonymous Grafana and a well-known webhook token stay off the network.
             assert str(published).startswith("127.0.0.1:"), published
+
+
+def test_compose_keeps_the_ledger_on_a_named_volume() -> None:
+    volumes = service("exporter")["volumes"]
+    named = [v.split(":") for v in volumes if isinstance(v, str) and not v.startswith((".", "/"))]
+    assert [target for _, target, *_ in named] == [image_storage_path()]
+    ((name, _),) = named
+    assert name in compose()["volumes"]
 
 
 def replace_strings(value: Any, replacements: dict[str, str]) -> Any:
@@ -927,6 +954,18 @@ def test_deployment_image_and_arguments_match_the_dockerfile() -> None:
     assert posixpath.join(mount["mountPath"], "config.yaml") == config_path
     (volume,) = [v for v in pod_spec()["volumes"] if v["name"] == "config"]
     assert volume["configMap"]["name"] == resource("ConfigMap")["metadata"]["name"]
+
+
+def test_deployment_keeps_the_ledger_on_an_emptydir_that_outlives_the_container() -> None:
+    container = exporter_container()
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == image_storage_path()]
+    assert not mount.get("readOnly", False)
+    (volume,) = [v for v in pod_spec()["volumes"] if v["name"] == mount["name"]]
+    # On disk, not medium: Memory (which would count against the memory limit).
+    assert set(volume) == {"name", "emptyDir"} and "medium" not in volume["emptyDir"]
+    assert "--storage.path" not in container["args"]  # the image's default, as documented
+    text = (K8S_BASE / "deployment.yaml").read_text(encoding="utf-8")
+    assert "persistentVolumeClaim" in text  # the comment on surviving rescheduling
 
 
 def environment_variables(value: Any) -> set[str]:

@@ -6,15 +6,15 @@ import asyncio
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from exporter.config import BasicAuthConfig, WebhookAuthConfig
+from exporter.ledger import Decision, GuardLimits, LedgerFile
 from exporter.remediation import (
-    ActionRequest,
-    Guards,
     PayloadError,
     WebhookAlert,
     authorized,
@@ -110,29 +110,38 @@ def test_precondition(action: str, status: str, expected: bool) -> None:
     assert precondition_met(action, status, frozenset({"errored"})) is expected
 
 
-def test_guards_duplicate_cooldown_budget_with_a_fake_clock() -> None:
+def test_guards_duplicate_cooldown_budget_with_a_fake_clock(tmp_path: Path) -> None:
+    # The guards live in the ledger now; "acted" is the entry's start, "finished" its end.
     now = [0.0]
-    guards = Guards(cooldown_seconds=60, max_actions_per_hour=2, clock=lambda: now[0])
-    first = ActionRequest("a", "c", "l1", "restart")
-    assert guards.admit(first) == "queued"
-    assert guards.admit(first) == "skipped_duplicate"
-    guards.acted(first)
-    guards.finished(first)
-    assert guards.admit(first) == "skipped_cooldown"
-    now[0] = 61
-    second, third = (
-        ActionRequest("a", "c", "l2", "restart"),
-        ActionRequest("a", "c", "l3", "restart"),
-    )
-    assert guards.admit(second) == "queued"  # one acted + one active = budget of 2
-    assert guards.admit(third) == "skipped_budget"
-    guards.finished(second)  # ended without acting (e.g. not needed): its place is free again
-    assert guards.admit(third) == "queued"
-    guards.acted(third)
-    guards.finished(third)
-    assert guards.admit(first) == "skipped_budget"  # 2 actions in the last hour
-    now[0] = 3601
-    assert guards.admit(first) == "queued"  # the first action left the window
+    ledger = LedgerFile.open(tmp_path, retention_days=30, clock=lambda: now[0])
+    limits = GuardLimits(cooldown_seconds=60, max_actions_per_hour=2)
+
+    def admit(listener_id: str) -> tuple[str, int]:
+        decision = Decision("alertmanager", "fp", "a", "c", listener_id, "restart", "queued")
+        (entry,) = ledger.record([decision], limits)
+        return entry.outcome, entry.id
+
+    try:
+        outcome, first = admit("l1")
+        assert outcome == "queued"
+        assert admit("l1")[0] == "skipped_duplicate"
+        ledger.mark_started(first)
+        ledger.finish(first, "recovered")
+        assert admit("l1")[0] == "skipped_cooldown"
+        now[0] = 61
+        outcome, second = admit("l2")
+        assert outcome == "queued"  # one started + one queued = budget of 2
+        assert admit("l3")[0] == "skipped_budget"
+        ledger.finish(second, "skipped_not_needed")  # ended without acting: its place is free
+        outcome, third = admit("l3")
+        assert outcome == "queued"
+        ledger.mark_started(third)
+        ledger.finish(third, "recovered")
+        assert admit("l1")[0] == "skipped_budget"  # 2 actions in the last hour
+        now[0] = 3601
+        assert admit("l1")[0] == "queued"  # the first action left the window
+    finally:
+        ledger.close()
 
 
 def basic(username: str, password: str) -> str:

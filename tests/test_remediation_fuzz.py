@@ -39,7 +39,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Simulator and exporter on a private event loop in a thread, shared by every example."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -67,6 +67,7 @@ def stack() -> Iterator[Stack]:
                     }
                 ],
                 "poll": {"interval_seconds": 0.3, "result_timeout_seconds": 2},
+                "storage": {"path": str(tmp_path_factory.mktemp("ledger"))},
                 "remediation": {
                     "enabled": True,
                     "dry_run": False,

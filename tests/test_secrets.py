@@ -113,6 +113,8 @@ poll:
   interval_seconds: 0.3
   result_timeout_seconds: 2
   request_timeout_seconds: 1
+storage:
+  path: {tmp_path / "data"}
 remediation:
   enabled: true
   dry_run: true

@@ -1,9 +1,9 @@
 """The exporter's configuration: one model per YAML section, and the loader that checks them.
 
 Modules: ``base`` (what every model shares), ``accounts``, ``polling`` (poll and names), ``web``,
-``remediation`` (one per section), ``schema`` (the whole document) and ``loading`` (YAML,
-``${ENV}``, errors in English). Every name is re-exported here, so ``from exporter.config
-import X`` is the one import the rest of the exporter needs.
+``storage``, ``remediation`` (one per section), ``schema`` (the whole document) and ``loading``
+(YAML, ``${ENV}``, errors in English). Every name is re-exported here, so ``from
+exporter.config import X`` is the one import the rest of the exporter needs.
 """
 
 from exporter.config.accounts import (
@@ -25,6 +25,7 @@ from exporter.config.remediation import (
     WebhookAuthSetting,
 )
 from exporter.config.schema import Config
+from exporter.config.storage import StorageConfig
 from exporter.config.web import WebConfig, parse_listen_address
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "PollConfig",
     "RemediationAction",
     "RemediationConfig",
+    "StorageConfig",
     "WebConfig",
     "WebhookAuthConfig",
     "WebhookAuthSetting",

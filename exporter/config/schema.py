@@ -1,4 +1,4 @@
-"""The whole config document: its five sections and the checks that span them."""
+"""The whole config document: its six sections and the checks that span them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from exporter.config.accounts import AccountConfig
 from exporter.config.base import StrictModel, error_at
 from exporter.config.polling import NamesConfig, PollConfig
 from exporter.config.remediation import RemediationConfig
+from exporter.config.storage import StorageConfig
 from exporter.config.web import WebConfig
 
 
@@ -20,6 +21,7 @@ class Config(StrictModel):
     poll: PollConfig = PollConfig()
     names: NamesConfig = NamesConfig()
     web: WebConfig = WebConfig()
+    storage: StorageConfig = StorageConfig()
     remediation: RemediationConfig = RemediationConfig()
 
     @model_validator(mode="before")
@@ -29,7 +31,7 @@ class Config(StrictModel):
         if isinstance(data, dict):
             return {
                 key: {}
-                if value is None and key in ("poll", "names", "web", "remediation")
+                if value is None and key in ("poll", "names", "web", "storage", "remediation")
                 else value
                 for key, value in data.items()
             }

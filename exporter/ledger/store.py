@@ -12,6 +12,13 @@ LOCK_NB)` for as long as the ledger is open (the kernel lets go when the process
 `kill -9`); a second process gets `LedgerLocked`, naming the holder's pid. Marking rows
 `interrupted` at open is only safe because nobody else is using them.
 
+Guests: the `restart` subcommand must record its action in the ledger of the daemon that is
+running beside it, so it may open the file as a guest (`guest_when_owned`) when the owner lock
+is taken. A guest holds no lock, marks nothing `interrupted` at open and leaves retention to
+the owner; at close it marks only its own unfinished entries. Its writes still take SQLite's
+write lock (`BEGIN IMMEDIATE`), so its guard queries and inserts stay one atomic step against
+the owner's.
+
 Nothing secret goes in: only the fields of `Decision`, each cut to a bound and stripped of
 control characters.
 """
@@ -123,7 +130,7 @@ class LedgerFile:
         self,
         directory: Path,
         connection: sqlite3.Connection,
-        lock_fd: int,
+        lock_fd: int | None,
         *,
         retention_days: float,
         clock: Callable[[], float],
@@ -134,9 +141,17 @@ class LedgerFile:
         self._lock_fd = lock_fd
         self._retention_seconds = retention_days * 86400.0
         self._clock = clock
-        self._pruned_at = -float("inf")
+        # A guest leaves retention to the owner.
+        self._pruned_at = -float("inf") if lock_fd is not None else float("inf")
         self._in_batch = False
+        # Unfinished entries this handle recorded: what a guest marks `interrupted` at close.
+        self._mine: set[int] = set()
         self.interrupted: tuple[Entry, ...] = ()
+
+    @property
+    def owner(self) -> bool:
+        """Whether this handle owns the storage path (False: a guest of the running owner)."""
+        return self._lock_fd is not None
 
     @classmethod
     def open(
@@ -145,8 +160,13 @@ class LedgerFile:
         *,
         retention_days: float,
         clock: Callable[[], float] = time.time,
+        guest_when_owned: bool = False,
     ) -> LedgerFile:
-        """Open (or create) `<directory>/ledger.db` and own it until `close`."""
+        """Open (or create) `<directory>/ledger.db` and own it until `close`.
+
+        With `guest_when_owned`, a path another process owns is opened as its guest instead of
+        refused (see the module's docstring); `owner` tells which it became.
+        """
         if not retention_days > 0:
             raise ValueError("retention_days must be positive")
         path = Path(directory)
@@ -156,7 +176,13 @@ class LedgerFile:
             raise LedgerUnavailable(
                 path, f"cannot open the ledger at {path}: {exc.strerror or exc}"
             ) from exc
-        lock_fd = _acquire_lock(path)
+        lock_fd: int | None
+        try:
+            lock_fd = _acquire_lock(path)
+        except LedgerLocked:
+            if not guest_when_owned:
+                raise
+            lock_fd = None
         connection = None
         try:
             # Created 0600 before SQLite sees it: SQLite gives -wal and -shm the same mode.
@@ -172,7 +198,8 @@ class LedgerFile:
         except BaseException as exc:
             if connection is not None:
                 connection.close()
-            os.close(lock_fd)
+            if lock_fd is not None:
+                os.close(lock_fd)
             if not isinstance(exc, OSError | sqlite3.Error):
                 raise
             message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -187,6 +214,9 @@ class LedgerFile:
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA secure_delete = ON")
         connection.execute("PRAGMA journal_size_limit = 4194304")  # the WAL shrinks back to 4 MiB
+        # Never a temporary file beside the database or in /tmp: the root file system may be
+        # read-only (docker run --read-only, Kubernetes) with only the storage path writable.
+        connection.execute("PRAGMA temp_store = MEMORY")
         (version,) = connection.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise LedgerUnavailable(
@@ -199,6 +229,8 @@ class LedgerFile:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if not self.owner:
+                return  # the owner's rows are the owner's business
             conn.execute(
                 "INSERT OR REPLACE INTO owner (id, pid, opened_at) VALUES (1, ?, ?)",
                 (os.getpid(), now),
@@ -303,12 +335,13 @@ class LedgerFile:
         """Actions started in the last hour, or queued or running: each row counted once."""
         # Two indexed counts rather than one `OR`, which SQLite answers with a table scan
         # (measured: 20 ms per decision at 15,000 rows). The second counts only the unfinished
-        # rows the first did not; `coalesce` keeps it on the small partial index of unfinished
+        # rows the first did not (a queued row has no start: it counts even when the clock
+        # reads less than an hour); `coalesce` keeps it on the small partial index of unfinished
         # rows instead of the index of starts, where every decision without one sits at NULL.
         rows = self._read(
             "SELECT (SELECT count(*) FROM decisions WHERE started_at > ?1)"
             " + (SELECT count(*) FROM decisions WHERE finished_at IS NULL"
-            " AND coalesce(started_at, 0) <= ?1)",
+            " AND coalesce(started_at, -1e300) <= ?1)",
             (now - BUDGET_WINDOW_SECONDS,),
         )
         return int(rows[0][0])
@@ -332,13 +365,23 @@ class LedgerFile:
         now = self._clock()
         recorded = []
         with self._transaction() as conn:
+            # Counted once: within this transaction only the admissions below add to it.
+            in_window: int | None = None
             for decision in decisions:
                 if decision.source not in SOURCES:
                     raise ValueError(f"unknown decision source {decision.source!r}")
                 outcome = checked_outcome(decision.outcome, final=False)
                 reason = decision.reason
                 if outcome == CANDIDATE:
-                    outcome, reason = guard(self.facts(decision.listener, now), limits, now)
+                    if in_window is None:
+                        in_window = self.actions_in_window(now)
+                    listener = decision.listener
+                    facts = ListenerFacts(
+                        self.unfinished_entry(listener), self.last_started_at(listener), in_window
+                    )
+                    outcome, reason = guard(facts, limits, now)
+                    if outcome == CANDIDATE:
+                        in_window += 1
                 reason = bounded("reason", reason)
                 cursor = conn.execute(
                     "INSERT INTO decisions (received_at, finished_at, source, fingerprint,"
@@ -360,6 +403,8 @@ class LedgerFile:
                 )
                 assert cursor.lastrowid is not None
                 recorded.append(Recorded(cursor.lastrowid, outcome, reason))
+                if outcome in UNFINISHED:
+                    self._mine.add(cursor.lastrowid)
             if now - self._pruned_at >= PRUNE_INTERVAL_SECONDS:
                 self._prune(conn, now)
         return recorded
@@ -388,6 +433,7 @@ class LedgerFile:
             )
             if cursor.rowcount != 1:
                 raise ValueError(f"ledger entry {entry_id} is not an unfinished action")
+        self._mine.discard(entry_id)
 
     def prune(self) -> int:
         """Delete finished entries received more than retention_days ago; how many went."""
@@ -404,9 +450,12 @@ class LedgerFile:
         return cursor.rowcount
 
     def _interrupt(self, conn: sqlite3.Connection, now: float, why: str) -> tuple[Entry, ...]:
+        """Mark unfinished entries `interrupted`: all of them, or a guest's own."""
         rows = conn.execute(
             "SELECT id, outcome FROM decisions WHERE finished_at IS NULL ORDER BY id"
         ).fetchall()
+        if not self.owner:
+            rows = [row for row in rows if row[0] in self._mine]
         for entry_id, stage in rows:
             reason = (
                 f"{why} while the action was running; check the listener in Boomi"
@@ -438,7 +487,10 @@ class LedgerFile:
         return [entry_from_row(row) for row in rows]
 
     def close(self) -> tuple[Entry, ...]:
-        """Mark what is still unfinished `interrupted`, close, let the lock go; those entries."""
+        """Mark what is still unfinished `interrupted`, close, let the lock go; those entries.
+
+        A guest marks only the entries it recorded itself.
+        """
         if self._connection is None:
             return ()
         try:
@@ -447,5 +499,7 @@ class LedgerFile:
         finally:
             self._connection.close()
             self._connection = None
-            os.close(self._lock_fd)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+        self._mine.clear()
         return left

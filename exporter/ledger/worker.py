@@ -17,6 +17,11 @@ each, and nobody is answered before the commit that holds their decision. One th
 makes each `record` atomic against the others (its guard queries and inserts run in the same
 transaction), so two deliveries for one listener cannot both be admitted.
 
+Settling in slices: a group of up to MAX_GROUP calls ends at once, and each caller resumes on
+the loop (a webhook delivery then answers its request). Woken all in one turn of the loop, a
+group of 100 deliveries would hold the loop for the whole of their answers; so the futures are
+resolved SETTLE_SLICE per turn, and other work (scrapes, polls) runs in between.
+
 A caller that is cancelled while waiting does not undo its call: the write is committed anyway.
 """
 
@@ -29,6 +34,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +52,8 @@ from exporter.ledger.store import (
 T = TypeVar("T")
 # At most this many calls share a transaction, so one commit's work stays short.
 MAX_GROUP = 100
+# Callers resumed per turn of their event loop when a group ends.
+SETTLE_SLICE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,17 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: object) -> None:
         future.set_exception(value)
 
 
+Settled = deque[tuple[asyncio.Future[Any], bool, object]]
+
+
+def _settle_slices(loop: asyncio.AbstractEventLoop, pending: Settled) -> None:
+    """Resolve SETTLE_SLICE futures now and the rest in later turns of the loop, in order."""
+    for _ in range(min(SETTLE_SLICE, len(pending))):
+        _settle(*pending.popleft())
+    if pending:
+        loop.call_soon(_settle_slices, loop, pending)
+
+
 class Ledger:
     """The remediation ledger for the daemon: every call runs in the ledger's own thread."""
 
@@ -82,14 +101,27 @@ class Ledger:
         *,
         retention_days: float,
         clock: Callable[[], float] = time.time,
+        guest_when_owned: bool = False,
     ) -> Ledger:
         """`LedgerFile.open`, synchronous: it runs once, before the exporter serves."""
-        return cls(LedgerFile.open(directory, retention_days=retention_days, clock=clock))
+        return cls(
+            LedgerFile.open(
+                directory,
+                retention_days=retention_days,
+                clock=clock,
+                guest_when_owned=guest_when_owned,
+            )
+        )
 
     @property
     def path(self) -> Path:
         """The database file."""
         return self._file.path
+
+    @property
+    def owner(self) -> bool:
+        """`LedgerFile.owner`: False when opened as the guest of another process."""
+        return self._file.owner
 
     @property
     def interrupted(self) -> tuple[Entry, ...]:
@@ -119,9 +151,12 @@ class Ledger:
                 results = [(False, type(exc)(exc.path, str(exc))) for _ in group]
             except Exception as exc:  # a bug must reach the callers, not end this thread
                 results = [(False, exc) for _ in group]
+            by_loop: dict[asyncio.AbstractEventLoop, Settled] = {}
             for call, (ok, value) in zip(group, results, strict=True):
+                by_loop.setdefault(call.loop, deque()).append((call.future, ok, value))
+            for loop, settled in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # that caller's loop is closed
-                    call.loop.call_soon_threadsafe(_settle, call.future, ok, value)
+                    loop.call_soon_threadsafe(_settle_slices, loop, settled)
 
     async def _submit(self, run: Callable[[], T]) -> T:
         if self._closed:
