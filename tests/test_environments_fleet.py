@@ -358,7 +358,9 @@ async def test_remediation_refuses_an_unknown_environment_without_asking_boomi(
     status, answer = await post(running, payload(errored_alert(container, listener)))
     assert (status, answer["alerts"][0]["outcome"]) == (200, "rejected")
     # Never admitted, so no check-before-act either: nothing was, or will be, sent.
-    assert not running.exporter.remediator.guards.active
+    ledger = running.exporter.ledger
+    assert ledger is not None
+    assert [entry["outcome"] for entry in await ledger.recent(10)] == ["rejected"]
     assert sim_server.sim.request_counts == {}
 
 
