@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
@@ -42,19 +42,56 @@ def parse_query_filter(document: object, properties: Collection[str]) -> list[tu
     No body, no QueryFilter or no expression means no condition. Unknown keys are ignored
     (the official SDK sends "@type"); an unknown property or operator raises BadRequest.
     """
+    expression = _expression_of(document)
+    return [] if expression is None else _equals_conditions(expression, properties)
+
+
+def query_matcher(
+    document: object, properties: Collection[str]
+) -> Callable[[Mapping[str, str]], bool]:
+    """What a query body asks for, as a test of an object's filterable fields.
+
+    As `parse_query_filter`, and "or" groupings too: the client lists every runtime with
+    status EQUALS each of Boomi's four statuses, joined by "or" (the schema-valid form).
+    """
+    expression = _expression_of(document)
+    if expression is None:
+        return lambda fields: True
+    return _matcher(expression, properties)
+
+
+def _expression_of(document: object) -> object:
+    """The QueryFilter's expression of a query body; None for no body, filter or expression."""
     if document is None:
-        return []
+        return None
     if not isinstance(document, dict):
         raise BadRequest("The request body must be a JSON object.")
     query_filter = document.get("QueryFilter")
     if query_filter is None:
-        return []
+        return None
     if not isinstance(query_filter, dict):
         raise BadRequest("QueryFilter must be an object.")
-    expression = query_filter.get("expression")
-    if expression is None:
-        return []
-    return _equals_conditions(expression, properties)
+    return query_filter.get("expression")
+
+
+def _matcher(
+    expression: object, properties: Collection[str]
+) -> Callable[[Mapping[str, str]], bool]:
+    if isinstance(expression, dict):
+        operator = str(expression.get("operator", "")).lower()
+        if operator in ("and", "or"):
+            nested = expression.get("nestedExpression")
+            if isinstance(nested, dict):
+                nested = [nested]
+            if not isinstance(nested, list) or not nested:
+                raise BadRequest(
+                    f"An '{operator}' expression needs a non-empty nestedExpression list."
+                )
+            parts = [_matcher(item, properties) for item in nested]
+            combine = any if operator == "or" else all
+            return lambda fields: combine(part(fields) for part in parts)
+    conditions = _equals_conditions(expression, properties)
+    return lambda fields: matches(conditions, fields)
 
 
 def _equals_conditions(expression: object, properties: Collection[str]) -> list[tuple[str, str]]:
