@@ -67,6 +67,7 @@ def test_normalize_status(raw: object, expected: str) -> None:
           "responseStatusCode": 202}, AsyncResult(settled=False)),
         ({"responseStatusCode": 202, "numberOfResults": 1, "result": [row("l1")]},
          AsyncResult(settled=False)),
+        ({"responseStatusCode": 202, "result": {"odd": "shape"}}, AsyncResult(settled=False)),
         # Done, documented shape.
         ({"@type": "AsyncOperationResult", "result": [row("l1")], "numberOfResults": 1,
           "responseStatusCode": 200},

@@ -194,13 +194,13 @@ def parse_listener_status_result(body: object, *, container_id: str = "") -> Asy
         code = int(code)
     if isinstance(code, bool) or not isinstance(code, int):
         raise malformed(OP_RESULT, container_id, "no numeric responseStatusCode")
+    if code == 202:
+        return AsyncResult(settled=False)
     rows = mapping.get("result", [])
     if rows is None:
         rows = []
     if not isinstance(rows, list):
         raise malformed(OP_RESULT, container_id, "a 'result' that is not a list")
-    if code == 202:
-        return AsyncResult(settled=False)
     if code != 200:
         raise ApiError(
             f"Boomi reported responseStatusCode {code} for the ListenerStatus result"
