@@ -25,7 +25,7 @@ import aiohttp
 from bench.common import account_config, print_table, summary, verdict
 from exporter.config import Config
 from exporter.daemon import Exporter
-from exporter.simulator import Simulator, serve
+from exporter.simulator import Faults, Simulator, serve
 
 ACCOUNT = "bench-account"
 LISTENERS_PER_CONTAINER = 10
@@ -256,8 +256,12 @@ async def run(
     naive_sample: int,
     interval: float,
     seed: int,
+    faults: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Every delay: `repeat` exporter runs of `cycles` cycles, then the naive loop on a sample."""
+    """Every delay: `repeat` exporter runs of `cycles` cycles, then the naive loop on a sample.
+
+    `faults`: simulator faults in force throughout (fields of `Faults`), none by default.
+    """
     logging.getLogger("exporter").setLevel(logging.WARNING)
     runs: list[dict[str, Any]] = []
     rows: list[list[object]] = []
@@ -270,6 +274,7 @@ async def run(
             result_delay_seconds=delay,
             seed=seed,
         )
+        sim.set_faults(Faults.from_json(dict(faults or {})))
         runner, base_url = await serve(sim, "127.0.0.1", 0)
         bound = 2 * containers / budget + delay
         try:
@@ -383,6 +388,7 @@ async def run(
             "naive_sample": naive_sample,
             "naive_sleep_seconds": NAIVE_SLEEP_SECONDS,
             "seed": seed,
+            "faults": faults or {},
         },
         "runs": runs,
         "table": table,
