@@ -107,9 +107,7 @@ async def test_legacy_query_route_and_sdk_type_keys() -> None:
     ("container_id", "listener_id"),
     [("c-empty", None), ("no-such-container", None), ("c1", "l4"), ("c1", "no-such-listener")],
 )
-async def test_an_empty_result_completes_as_200(
-    container_id: str, listener_id: str | None
-) -> None:
+async def test_an_empty_result_completes_as_200(container_id: str, listener_id: str | None) -> None:
     # Issue 13: no source supports the "settled empty 202" an earlier note described.
     clock = FakeClock()
     async with running(make_sim(clock)) as api:
