@@ -110,6 +110,11 @@ def main(argv: list[str]) -> int:
     """Read INPUT, write OUTPUT."""
     source = Path(argv[0]) if argv else DEFAULT_INPUT
     target = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUTPUT
+    if not source.is_file():
+        print(
+            f"reduce_openapi: no file {source}; give the path of Boomi's document", file=sys.stderr
+        )
+        return 2
     reduced = reduce(json.loads(source.read_text(encoding="utf-8")))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(reduced, indent=1, sort_keys=True) + "\n", encoding="utf-8")
