@@ -25,7 +25,7 @@ import aiohttp
 from bench.common import account_config, print_table, summary, verdict
 from exporter.config import Config
 from exporter.daemon import Exporter
-from exporter.simulator import Simulator, serve
+from exporter.simulator import Faults, Simulator, serve
 
 ACCOUNT = "bench-account"
 LISTENERS_PER_CONTAINER = 10
@@ -227,7 +227,7 @@ async def naive_cycle(sim: Simulator, base_url: str, container_ids: list[str]) -
                 await asyncio.sleep(NAIVE_SLEEP_SECONDS)
                 async with session.get(f"{url}/async/ListenerStatus/response/{token}") as resp:
                     body = await resp.json() if resp.status in (200, 202) else {}
-                if body.get("responseStatusCode") == 200 or body.get("numberOfResults") == 0:
+                if body.get("responseStatusCode") == 200:
                     break
             per_container.append(time.monotonic() - begun)
     seconds = time.monotonic() - started
@@ -256,8 +256,12 @@ async def run(
     naive_sample: int,
     interval: float,
     seed: int,
+    faults: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Every delay: `repeat` exporter runs of `cycles` cycles, then the naive loop on a sample."""
+    """Every delay: `repeat` exporter runs of `cycles` cycles, then the naive loop on a sample.
+
+    `faults`: simulator faults in force throughout (fields of `Faults`), none by default.
+    """
     logging.getLogger("exporter").setLevel(logging.WARNING)
     runs: list[dict[str, Any]] = []
     rows: list[list[object]] = []
@@ -270,6 +274,7 @@ async def run(
             result_delay_seconds=delay,
             seed=seed,
         )
+        sim.set_faults(Faults.from_json(dict(faults or {})))
         runner, base_url = await serve(sim, "127.0.0.1", 0)
         bound = 2 * containers / budget + delay
         try:
@@ -383,6 +388,7 @@ async def run(
             "naive_sample": naive_sample,
             "naive_sleep_seconds": NAIVE_SLEEP_SECONDS,
             "seed": seed,
+            "faults": faults or {},
         },
         "runs": runs,
         "table": table,

@@ -31,7 +31,17 @@ async def _poll(args: argparse.Namespace) -> dict[str, Any]:
         naive_sample=args.naive_sample,
         interval=args.interval,
         seed=args.seed,
+        faults=dict(args.fault),
     )
+
+
+def _fault(text: str) -> tuple[str, float]:
+    """A --fault NAME=RATE argument: a field of the simulator's Faults and its rate."""
+    name, _, rate = text.partition("=")
+    try:
+        return name, float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=RATE, not {text!r}") from None
 
 
 async def _scrape(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--naive-sample", type=int, default=20, help="0 skips the naive loop")
     poll.add_argument("--interval", type=float, default=50.0, help="poll.interval_seconds")
     poll.add_argument("--seed", type=int, default=1)
+    poll.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="NAME=RATE",
+        help="a simulator fault for the whole run, e.g. first_get_in_progress_rate=1",
+    )
+    poll.add_argument("--label", default="", help="write results/poll-LABEL.json")
 
     scrape = sub.add_parser("scrape", help="target 3: /metrics latency with 10,000 listeners")
     scrape.add_argument("--containers", type=int, default=1000)

@@ -60,8 +60,14 @@ def test_normalize_status(raw: object, expected: str) -> None:
          AsyncResult(settled=False)),
         ({"responseStatusCode": 202}, AsyncResult(settled=False)),
         ({"responseStatusCode": "202", "result": []}, AsyncResult(settled=False)),
-        # The reported settled-empty quirk: 202 with numberOfResults 0.
-        ({"responseStatusCode": 202, "numberOfResults": 0}, AsyncResult(settled=True)),
+        # 202 is in progress whatever else the body holds (issue 13): a serializer that writes
+        # every field sends numberOfResults 0 and an empty result while Boomi works.
+        ({"responseStatusCode": 202, "numberOfResults": 0}, AsyncResult(settled=False)),
+        ({"@type": "AsyncOperationResult", "numberOfResults": 0, "result": [],
+          "responseStatusCode": 202}, AsyncResult(settled=False)),
+        ({"responseStatusCode": 202, "numberOfResults": 1, "result": [row("l1")]},
+         AsyncResult(settled=False)),
+        ({"responseStatusCode": 202, "result": {"odd": "shape"}}, AsyncResult(settled=False)),
         # Done, documented shape.
         ({"@type": "AsyncOperationResult", "result": [row("l1")], "numberOfResults": 1,
           "responseStatusCode": 200},
@@ -78,6 +84,10 @@ def test_normalize_status(raw: object, expected: str) -> None:
              ListenerStatus("b", "unknown", "", "UNSUPPORTED"),
              ListenerStatus("c", "paused", "com.boomi.connector.x-12ab", "paused"),
          ))),
+        # Rows of another @type are skipped; a row without @type is read as a ListenerStatus.
+        ({"responseStatusCode": 200, "numberOfResults": 2,
+          "result": [{"@type": "Error", "message": "x"}, {"listenerId": "e", "status": "paused"}]},
+         AsyncResult(True, (ListenerStatus("e", "paused", "", "paused"),))),
         # Status missing altogether: unknown, raw kept.
         ({"responseStatusCode": 200, "result": [{"listenerId": "d"}]},
          AsyncResult(True, (ListenerStatus("d", "unknown", "", "None"),))),

@@ -1,4 +1,4 @@
-"""The priority rate limiter and the result-delay learning, against a fake clock."""
+"""The priority rate limiter, against a fake clock (the result-delay learning: test_result_delays.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from exporter.boomi import (
     PRIORITY_REMEDIATION,
     PRIORITY_RESULT,
     PRIORITY_STATUS,
-    AccountResultDelays,
     RateLimiter,
-    ResultDelay,
 )
 
 
@@ -154,77 +152,3 @@ async def test_rate_limiter_skips_cancelled_waiters() -> None:
     start = clock()
     await limiter.acquire()
     assert clock() - start < 1.1  # the cancelled waiter did not use the next slot
-
-
-def test_result_delay_probes_then_learns() -> None:
-    estimate = ResultDelay()
-    assert estimate.first_wait() == 0.1
-    assert estimate.next_wait(0.1, first_miss=True) == 0.2  # probing doubles
-    estimate.settled(1.3, first_look=False)
-    assert estimate.first_wait() == 1.3
-    assert estimate.next_wait(1.3, first_miss=True) == pytest.approx(0.325)  # just missed
-    assert estimate.next_wait(0.4, first_miss=False) == 0.8
-    assert estimate.next_wait(4.0, first_miss=False) == 5.0  # capped
-    estimate.settled(1.3, first_look=True)  # found at the first look: creep down
-    assert estimate.first_wait() == pytest.approx(1.3 * ResultDelay.CREEP)
-    estimate.settled(2.0, first_look=False)  # looked too early: jump to what it took
-    assert estimate.first_wait() == 2.0
-
-
-def test_result_delay_learnt_by_probing_starts_between_the_last_two_looks() -> None:
-    estimate = ResultDelay()
-    assert estimate.settled(1.5, first_look=False, unsettled_at=0.7) == pytest.approx(1.1)
-    # Once learnt, a look too early means "at least this long": the late end, as before.
-    assert estimate.settled(1.4, first_look=False, unsettled_at=1.1) == 1.4
-
-
-def test_result_delay_of_a_new_container_starts_from_the_account_s_typical_delay() -> None:
-    estimate = ResultDelay()
-    assert estimate.first_wait(typical=1.2) == 1.2  # no probing when the account knows better
-    assert estimate.next_wait(1.2, first_miss=True) == pytest.approx(0.3)  # then "just missed"
-    assert estimate.settled(1.5, first_look=False) == 1.5
-    assert estimate.first_wait(typical=0.5) == 1.5  # its own estimate wins once it has one
-
-
-def test_result_delay_costs_about_one_get_per_cycle_for_a_steady_delay() -> None:
-    """Simulate cycles against a fixed true delay and count the GETs."""
-    for true_delay in (1.0, 2.0, 3.0):
-        estimate = ResultDelay()
-        gets = 0
-        for _ in range(60):
-            elapsed, wait, looks = 0.0, estimate.first_wait(), 0
-            while True:
-                elapsed += wait
-                looks += 1
-                if elapsed >= true_delay:
-                    estimate.settled(elapsed, first_look=looks == 1)
-                    break
-                wait = estimate.next_wait(wait, first_miss=looks == 1)
-            gets += looks
-        # Counted over the steady state too: the first cycle's probing is included.
-        assert gets / 60 <= 1.2, (true_delay, gets / 60)
-
-
-def test_account_delays_learn_the_typical_delay_only_from_measurements() -> None:
-    delays = AccountResultDelays()
-    looks = delays.looks("c-1")
-    looks.start()
-    assert looks.wait == ResultDelay.PROBE_SECONDS  # nothing known: probe
-    looks.settled(0.1)  # found at the first look: only "at most this long"
-    assert delays.typical is None
-    looks.start()
-    looks.unsettled(0.1)
-    looks.settled(1.0)  # a look missed, the next found it: a measurement
-    assert delays.typical == delays.seconds("c-1")
-    learnt = delays.typical
-    assert learnt is not None
-    other = delays.looks("c-2")
-    other.start()
-    assert other.wait == learnt  # a new container starts from the account's typical delay
-    other.unsettled(learnt)
-    other.settled(2.0)
-    assert delays.typical == pytest.approx(0.8 * learnt + 0.2 * 2.0)  # a moving average
-    assert delays.expected == pytest.approx((learnt + 2.0) / 2)
-    delays.forget("c-2")
-    assert delays.seconds("c-2") is None
-    assert delays.expected == learnt

@@ -31,19 +31,11 @@ async def test_query_then_unsettled_then_result_then_gone() -> None:
     sim = make_sim(clock, result_delay_seconds=5.0)
     async with running(sim) as api:
         token = await api.query("c1")
-        http_statuses = set()
         for _ in range(12):
             reply = await api.result(token)
-            http_statuses.add(reply.status)
-            assert reply.json == {
-                "@type": "AsyncOperationResult",
-                "result": [
-                    {"@type": "AsyncOperationStatus", "message": "Connecting to runtime..."}
-                ],
-                "responseStatusCode": 202,
-            }
-        # Both HTTP statuses occur for an unsettled answer, as in reality.
-        assert http_statuses == {200, 202}
+            # In progress, bare, as the spec has it (the variants are faults).
+            assert reply.status == 202
+            assert reply.json == {"@type": "AsyncOperationResult", "responseStatusCode": 202}
 
         clock.advance(5.0)
         reply = await api.result(token)
@@ -74,10 +66,8 @@ async def test_query_then_unsettled_then_result_then_gone() -> None:
         assert reply.text == ""
         counts = sim.request_counts
         assert counts["POST listener_status_query 200"] == 1
-        assert (
-            counts["GET listener_status_result 200"] + counts["GET listener_status_result 202"]
-            == 13
-        )
+        assert counts["GET listener_status_result 202"] == 12
+        assert counts["GET listener_status_result 200"] == 1
         assert counts["GET listener_status_result 204"] == 1
 
 
@@ -117,19 +107,18 @@ async def test_legacy_query_route_and_sdk_type_keys() -> None:
     ("container_id", "listener_id"),
     [("c-empty", None), ("no-such-container", None), ("c1", "l4"), ("c1", "no-such-listener")],
 )
-async def test_settled_empty_result_is_the_documented_202_quirk(
-    container_id: str, listener_id: str | None
-) -> None:
+async def test_an_empty_result_completes_as_200(container_id: str, listener_id: str | None) -> None:
+    # Issue 13: no source supports the "settled empty 202" an earlier note described.
     clock = FakeClock()
     async with running(make_sim(clock)) as api:
         token = await api.query(container_id, listener_id)
         clock.advance(10)
         reply = await api.result(token)
-        assert reply.status == 202
+        assert reply.status == 200
         assert reply.json == {
             "@type": "AsyncOperationResult",
             "numberOfResults": 0,
-            "responseStatusCode": 202,
+            "responseStatusCode": 200,
         }
         assert (await api.result(token)).status == 204
 
@@ -140,8 +129,7 @@ async def test_offline_container_never_settles_until_online() -> None:
         token = await api.query("c-off")
         clock.advance(600)
         reply = await api.result(token)
-        assert reply.json["responseStatusCode"] == 202
-        assert reply.json["result"][0]["@type"] == "AsyncOperationStatus"
+        assert reply.json == {"@type": "AsyncOperationResult", "responseStatusCode": 202}
         assert (await api.control("PUT", "containers/c-off", {"status": "ONLINE"})).status == 200
         reply = await api.result(token)
         assert reply.json["responseStatusCode"] == 200

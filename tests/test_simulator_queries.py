@@ -117,7 +117,15 @@ async def test_process_query_and_bulk() -> None:
         )
         assert reply.json == {
             "@type": "QueryResult",
-            "result": [{"@type": "Process", "id": "l4", "name": "Invoices"}],
+            "result": [
+                {
+                    "@type": "Process",
+                    "id": "l4",
+                    "name": "Invoices",
+                    "Description": "",
+                    "IntegrationPack": [],
+                }
+            ],
             "numberOfResults": 1,
         }
         reply = await api.call(
@@ -131,12 +139,18 @@ async def test_process_query_and_bulk() -> None:
             "index": 0,
             "id": "l1",
             "statusCode": 200,
-            "Result": {"@type": "Process", "id": "l1", "name": "Orders WSS Listener"},
+            "Result": {
+                "@type": "Process",
+                "id": "l1",
+                "name": "Orders WSS Listener",
+                "Description": "",
+                "IntegrationPack": [],
+            },
         }
         assert missing["index"] == 1
         assert missing["id"] == "nope"
         assert missing["statusCode"] == 400
-        assert missing["ErrorMessage"]
+        assert missing["errorMessage"]
         assert "Result" not in missing
 
         reply = await api.call(

@@ -13,7 +13,7 @@ The names below are re-exported so that `from exporter.boomi import ...` keeps w
 """
 
 from exporter.boomi.client import MAX_ATOM_PAGES, BoomiClient, RequestObserver, RetryPolicy
-from exporter.boomi.delays import AccountResultDelays, ResultDelay, ResultLooks
+from exporter.boomi.delays import AccountResultDelays, Plan, ResultDelay, ResultLooks
 from exporter.boomi.environments import (
     ENVIRONMENT_CLASSIFICATIONS,
     Environment,
@@ -97,6 +97,7 @@ __all__ = [
     "ListenerStatus",
     "ListenerStatusName",
     "MalformedResponse",
+    "Plan",
     "RateLimited",
     "RateLimiter",
     "RemediationAction",

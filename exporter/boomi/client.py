@@ -39,6 +39,7 @@ from exporter.boomi.environments import (
     parse_attachment_page,
     parse_environment_page,
 )
+from exporter.boomi.errorbody import error_message, error_message_in
 from exporter.boomi.errors import (
     ApiError,
     RateLimited,
@@ -116,6 +117,7 @@ class _Answer:
     status: int
     body: object  # parsed JSON, or None for an empty body
     sent_at: float = 0.0  # clock time the request went out
+    message: str | None = None  # Boomi's words in an error answer returned, not raised
 
 
 @dataclass(slots=True)
@@ -312,11 +314,15 @@ class BoomiClient:
         if status in (401, 403):
             raise self.credentials.rejected(operation, ticket, status, container_id)
         if status >= 500:
+            # A 504 is Boomi saying it cannot reach the runtime: its words are the news.
+            words = error_message_in(raw)
+            detail = f": {words}" if words else ""
             self.credentials.unanswered(ticket, ProbeFailure(str(status), f"HTTP {status}"))
-            raise _Retryable(str(status), f"HTTP {status}", retry_after)
+            raise _Retryable(str(status), f"HTTP {status}{detail}", retry_after)
         self.credentials.accepted(operation, ticket)
         if status == 204 or status in call.answer_statuses or not raw.strip():
-            return _Answer(status, None, slot.stamp)
+            words = error_message_in(raw) if status >= 400 and raw.strip() else None
+            return _Answer(status, None, slot.stamp, words)
         if content_type != "application/json" and not raw.lstrip().startswith((b"{", b"[")):
             if status >= 400:
                 raise ApiError(
@@ -331,8 +337,8 @@ class BoomiClient:
         except (ValueError, RecursionError):
             raise malformed(operation, container_id, "a body that is not valid JSON") from None
         if status >= 400:
-            message = body.get("message") if isinstance(body, Mapping) else None
-            detail = f": {message}" if isinstance(message, str) else ""
+            words = error_message(body)
+            detail = f": {words}" if words else ""
             raise ApiError(
                 f"{operation}{where} on account {self.account_id} failed: HTTP {status}{detail}",
                 operation=operation,
@@ -388,9 +394,10 @@ class BoomiClient:
             )
         )
         if answer.status in (204, 410) or answer.body is None:
+            words = f": {answer.message}" if answer.message else ""
             raise TokenExpired(
                 f"the ListenerStatus result for container {container_id} is gone"
-                f" (HTTP {answer.status})",
+                f" (HTTP {answer.status}{words})",
                 operation=OP_RESULT,
                 container_id=container_id,
             )
@@ -431,14 +438,22 @@ class BoomiClient:
                         operation=OP_RESULT,
                         container_id=container_id,
                     )
-                await self._sleep(min(looks.wait, remaining))
+                await self._sleep(
+                    min(max(0.0, queried_at + looks.next_at - self._clock()), remaining)
+                )
                 try:
                     result, sent_at = await self._listener_status_result(
                         token, container_id, result_priority
                     )
-                except TokenExpired:
+                except TokenExpired as exc:
                     if restarts_left == 0:
-                        raise
+                        # Twice in a row is news about the runtime (a 410 means it is
+                        # offline), shown in Boomi's words.
+                        raise TokenExpired(
+                            f"{exc}, and again after a new query",
+                            operation=OP_RESULT,
+                            container_id=container_id,
+                        ) from None
                     restarts_left -= 1
                     log.debug("container %s: token %s gone, querying again", container_id, token)
                     break

@@ -50,7 +50,7 @@ class ListenerStatus:
 
 @dataclass(frozen=True, slots=True)
 class AsyncResult:
-    """One answer of the ListenerStatus result endpoint: settled or still working."""
+    """One answer of the ListenerStatus result endpoint: complete ("settled") or in progress."""
 
     settled: bool
     listeners: tuple[ListenerStatus, ...] = ()
@@ -122,9 +122,30 @@ def change_listener_status_body(
     return body
 
 
+# Atom.status as the spec enumerates it: "status is one of these" selects every runtime.
+ATOM_STATUSES = ("ONLINE", "WARNING", "OFFLINE", "UNKNOWN")
+
+
+def every_atom_expression() -> dict[str, Any]:
+    """A filter every runtime matches, for Atom/query.
+
+    Boomi's tools list runtimes with an empty body, which the spec does not allow (every
+    `*QueryConfig` requires `QueryFilter.expression`). This is the schema-valid form: status
+    EQUALS each of the four documented statuses, joined by "or", using only the property and
+    operators of the spec's own Atom example, so no server can read it as anything narrower.
+    """
+    return {
+        "operator": "or",
+        "nestedExpression": [
+            {"argument": [status], "operator": "EQUALS", "property": "status"}
+            for status in ATOM_STATUSES
+        ],
+    }
+
+
 def atom_query_body(expression: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Atom query body: every runtime, or those matching `expression`."""
-    return {"QueryFilter": {"expression": expression}} if expression else {}
+    return {"QueryFilter": {"expression": expression or every_atom_expression()}}
 
 
 def process_bulk_body(process_ids: Sequence[str]) -> dict[str, Any]:
@@ -160,11 +181,14 @@ def parse_query_token(body: object, *, container_id: str = "") -> str:
 
 
 def parse_listener_status_result(body: object, *, container_id: str = "") -> AsyncResult:
-    """Decide from a ListenerStatus result body whether it settled, and read its listeners.
+    """Decide from a ListenerStatus result body whether it is complete, and read its listeners.
 
-    The body's `responseStatusCode` decides, not the HTTP status. A 202 with
-    `numberOfResults: 0` is the reported settled-but-empty quirk. `AsyncOperationStatus` rows
-    ("Connecting to runtime...") are progress notes, not listeners.
+    The body's `responseStatusCode` decides, not the HTTP status (both come with either). Only
+    200 is a result: 202 is "in progress" whatever else the body holds, even `numberOfResults:
+    0` and an empty `result`, which a serializer writing every field sends while Boomi works.
+    A complete answer without rows is a container without listeners. Rows whose `@type` is not
+    `ListenerStatus` ("AsyncOperationStatus" progress notes) are skipped; a row without `@type`
+    is read as a ListenerStatus.
     """
     mapping = _as_mapping(body, OP_RESULT, container_id)
     code = mapping.get("responseStatusCode")
@@ -172,16 +196,13 @@ def parse_listener_status_result(body: object, *, container_id: str = "") -> Asy
         code = int(code)
     if isinstance(code, bool) or not isinstance(code, int):
         raise malformed(OP_RESULT, container_id, "no numeric responseStatusCode")
-    count = mapping.get("numberOfResults")
+    if code == 202:
+        return AsyncResult(settled=False)
     rows = mapping.get("result", [])
     if rows is None:
         rows = []
     if not isinstance(rows, list):
         raise malformed(OP_RESULT, container_id, "a 'result' that is not a list")
-    if code == 202:
-        if count == 0 and not isinstance(count, bool):
-            return AsyncResult(settled=True)
-        return AsyncResult(settled=False)
     if code != 200:
         raise ApiError(
             f"Boomi reported responseStatusCode {code} for the ListenerStatus result"
@@ -194,7 +215,7 @@ def parse_listener_status_result(body: object, *, container_id: str = "") -> Asy
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise malformed(OP_RESULT, container_id, f"result[{index}] that is not an object")
-        if row.get("@type") == "AsyncOperationStatus":
+        if row.get("@type", "ListenerStatus") != "ListenerStatus":
             continue
         listener_id = row.get("listenerId")
         if not isinstance(listener_id, str) or not listener_id:

@@ -10,6 +10,7 @@ and faults are applied around them by the server.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,16 +22,16 @@ from .faults import FaultDraw
 from .wire import (
     BadRequest,
     decode_json_body,
-    matches,
     parse_filter_predicate,
     parse_listener_status_filter,
-    parse_query_filter,
 )
 from .world import ACTIONS, SimAccount, SimListener, World, attachment_id
 
 PAGE_SIZE: Final = 100
 BULK_LIMIT: Final = 100
 RUNTIME_VERSION: Final = "25.01.1"
+# Boomi's documented meaning of a 410 on a container's ListenerStatus calls (API errors page).
+RUNTIME_OFFLINE: Final = "The API is retired or the specified Runtime is currently offline."
 
 # Atom filter property -> SimContainer attribute. docs/boomi-api.md also lists "capabilities",
 # which the simulator does not model; asking for it is a 400 like any other unknown property.
@@ -61,6 +62,17 @@ def error(status: int, message: str) -> Answer:
     return Answer(status, {"@type": "Error", "message": message})
 
 
+def reshape_error(answer: Answer, form: str) -> Answer:
+    """An Error answer in another of Boomi's body forms: "message" gives `{"message": ...}`,
+    "error.message" `{"error": {"message": ...}}` (docs/boomi-api.md); others are unchanged."""
+    body = answer.body
+    if body is None or body.get("@type") != "Error" or form not in ("message", "error.message"):
+        return answer
+    message = body.get("message")
+    reshaped = {"message": message} if form == "message" else {"error": {"message": message}}
+    return dataclasses.replace(answer, body=reshaped)
+
+
 Handler = Callable[[web.Request, SimAccount, bytes, FaultDraw], Answer]
 
 
@@ -71,6 +83,7 @@ class _ListenerStatusToken:
     listener_id: str | None
     issued_at: float
     never_settles: bool
+    first_get_in_progress: bool = False  # the fault: the first GET says "in progress" anyway
     consumed: bool = False
 
 
@@ -172,17 +185,22 @@ class BoomiApi:
     def status_query(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
-        """POST async/ListenerStatus/query: a token whose result settles after the result delay."""
+        """POST async/ListenerStatus/query: a token whose result completes after the delay."""
         container_id, listener_id = parse_listener_status_filter(decode_json_body(body))
         # docs/boomi-api.md leaves a query for a container the account does not have undefined:
-        # an error, a settled empty result and one that never settles are all plausible. The
-        # simulator answers with a token that settles empty after the usual delay, so clients
-        # meet the settled-empty quirk here too and must not mistake it for a failure.
+        # an error, a complete empty result and one that never completes are all plausible.
+        # The simulator answers with a token that completes empty after the usual delay, so
+        # clients meet an empty complete result here too and must not mistake it for a failure.
         now = self._clock()
         self._prune(now)
         token = f"ListenerStatus-{self._world.new_id()}"
         self._tokens[token] = _ListenerStatusToken(
-            account.account_id, container_id, listener_id, now, draw.never_settle
+            account.account_id,
+            container_id,
+            listener_id,
+            now,
+            draw.never_settle,
+            draw.first_get_in_progress,
         )
         return Answer(
             200,
@@ -196,10 +214,12 @@ class BoomiApi:
     def status_result(
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
-        """GET async/ListenerStatus/response/{token}: unsettled, the rows, or gone."""
+        """GET async/ListenerStatus/response/{token}: in progress, the rows, or gone."""
         record = self._tokens.get(request.match_info["token"])
         if record is None or record.account_id != account.account_id:
             return error(410, "The async token is unknown or no longer valid.")
+        if draw.runtime_offline:
+            return error(410, RUNTIME_OFFLINE)
         if draw.gone_status == 204:
             return Answer(204)
         if draw.gone_status == 410:
@@ -208,24 +228,16 @@ class BoomiApi:
         if record.consumed or now - record.issued_at >= self.token_ttl_seconds:
             return Answer(204)
         container = account.containers.get(record.container_id)
-        settled = (
+        first_get, record.first_get_in_progress = record.first_get_in_progress, False
+        complete = (
             not record.never_settles
+            and not first_get
             and now - record.issued_at >= self.result_delay_seconds
             # A runtime that is offline never answers the platform's question.
             and (container is None or container.status != "OFFLINE")
         )
-        if not settled:
-            # Both HTTP statuses occur for an unsettled answer; clients must read the body.
-            return Answer(
-                200 if self._rng.random() < 0.5 else 202,
-                {
-                    "@type": "AsyncOperationResult",
-                    "result": [
-                        {"@type": "AsyncOperationStatus", "message": "Connecting to runtime..."}
-                    ],
-                    "responseStatusCode": 202,
-                },
-            )
+        if not complete:
+            return self._in_progress(draw)
         self._world.apply_due_effects()
         record.consumed = True
         rows: list[dict[str, object]] = []
@@ -243,10 +255,10 @@ class BoomiApi:
                 row["connectorType"] = listener.connector_type
             rows.append(row)
         if not rows:
-            # The documented quirk: settled but empty comes back as 202 without rows.
+            # Complete and empty: 200, like any result (the spec knows no other way).
             return Answer(
-                202,
-                {"@type": "AsyncOperationResult", "numberOfResults": 0, "responseStatusCode": 202},
+                200,
+                {"@type": "AsyncOperationResult", "numberOfResults": 0, "responseStatusCode": 200},
             )
         return Answer(
             200,
@@ -301,7 +313,7 @@ class BoomiApi:
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
         """POST Atom/query: the account's containers as Atoms, filtered and paged."""
-        conditions = parse_query_filter(decode_json_body(body), ATOM_PROPERTIES)
+        wanted = parse_filter_predicate(decode_json_body(body), ATOM_PROPERTIES)
         atoms: list[dict[str, object]] = [
             {
                 "@type": "Atom",
@@ -313,10 +325,7 @@ class BoomiApi:
                 "currentVersion": RUNTIME_VERSION,
             }
             for container in account.containers.values()
-            if matches(
-                conditions,
-                {prop: getattr(container, attr) for prop, attr in ATOM_PROPERTIES.items()},
-            )
+            if wanted({prop: getattr(container, attr) for prop, attr in ATOM_PROPERTIES.items()})
         ]
         return self._first_page("Atom", account, atoms)
 
@@ -330,11 +339,11 @@ class BoomiApi:
         self, request: web.Request, account: SimAccount, body: bytes, draw: FaultDraw
     ) -> Answer:
         """POST Process/query: the listeners' processes, filtered and paged."""
-        conditions = parse_query_filter(decode_json_body(body), PROCESS_PROPERTIES)
+        wanted = parse_filter_predicate(decode_json_body(body), PROCESS_PROPERTIES)
         processes = [
             self._process_json(listener)
             for listener in account.listeners.values()
-            if matches(conditions, {"id": listener.listener_id, "name": listener.process_name})
+            if wanted({"id": listener.listener_id, "name": listener.process_name})
         ]
         return self._first_page("Process", account, processes)
 
@@ -366,8 +375,10 @@ class BoomiApi:
             entry: dict[str, object] = {"@type": "BulkResponse", "index": index, "id": process_id}
             listener = account.listeners.get(process_id) if isinstance(process_id, str) else None
             if listener is None:
+                # As the Bulk GET page shows a failed item, without the Result the schema marks
+                # required (docs/boomi-api.md, "Processes").
                 entry["statusCode"] = 400
-                entry["ErrorMessage"] = f"Process {process_id} does not exist."
+                entry["errorMessage"] = f"Process {process_id} does not exist."
             else:
                 entry["statusCode"] = 200
                 entry["Result"] = self._process_json(listener)
@@ -438,8 +449,30 @@ class BoomiApi:
     # -- helpers -----------------------------------------------------------------------------
 
     @staticmethod
+    def _in_progress(draw: FaultDraw) -> Answer:
+        """The answer while the result is not ready: bare, as the spec has it, unless a fault
+        asks for a variant a client must survive."""
+        body: dict[str, object] = {"@type": "AsyncOperationResult"}
+        if draw.in_progress_empty:
+            body |= {"numberOfResults": 0, "result": []}
+        if draw.in_progress_status_rows:
+            body["result"] = [
+                {"@type": "AsyncOperationStatus", "message": "Connecting to runtime..."}
+            ]
+        body["responseStatusCode"] = 202
+        return Answer(200 if draw.in_progress_http_200 else 202, body)
+
+    @staticmethod
     def _process_json(listener: SimListener) -> dict[str, object]:
-        return {"@type": "Process", "id": listener.listener_id, "name": listener.process_name}
+        # The spec requires Description; none of the simulated processes is from an
+        # integration pack.
+        return {
+            "@type": "Process",
+            "id": listener.listener_id,
+            "name": listener.process_name,
+            "Description": "",
+            "IntegrationPack": [],
+        }
 
     def _first_page(self, kind: str, account: SimAccount, items: list[dict[str, object]]) -> Answer:
         now = self._clock()

@@ -35,6 +35,16 @@ class Faults:
     # If set, an outage: every API request waits this long (real time), then answers 504,
     # before the rate limit and sign-in, whatever container_ids says. Not drawn.
     outage_seconds: float | None = None
+    # The variants of Boomi's answers that its published API does not describe but a client
+    # must survive (docs/boomi-api.md); by default the simulator answers as the spec says.
+    in_progress_empty_rate: float = 0.0  # "in progress" with numberOfResults 0 and result []
+    in_progress_status_rows_rate: float = 0.0  # "in progress" with AsyncOperationStatus rows
+    in_progress_http_200_rate: float = 0.0  # "in progress" with HTTP 200 instead of 202
+    first_get_in_progress_rate: float = 0.0  # a new token's first GET says "in progress"
+    runtime_offline_410_rate: float = 0.0  # a result GET answers 410: the runtime is offline
+    runtime_unreachable_504_rate: float = 0.0  # a container's call answers 504
+    message_error_body_rate: float = 0.0  # an error body is {"message": ...}
+    nested_error_body_rate: float = 0.0  # an error body is {"error": {"message": ...}}
     # None: every API request; otherwise only ListenerStatus query/result and
     # changeListenerStatus for these containers.
     container_ids: list[str] | None = None
@@ -89,9 +99,20 @@ class FaultDraw:
     xml: bool = False
     never_settle: bool = False
     gone_status: int | None = None
+    in_progress_empty: bool = False
+    in_progress_status_rows: bool = False
+    in_progress_http_200: bool = False
+    first_get_in_progress: bool = False
+    runtime_offline: bool = False
+    runtime_unreachable: bool = False
+    error_body: str = "Error"  # "Error", "message" or "error.message": the form of an error body
 
 
 NO_FAULTS: Final = FaultDraw()
+# The calls about one container: what faults limited to some containers apply to.
+CONTAINER_ROUTES: Final = frozenset(
+    {"listener_status_query", "listener_status_result", "change_listener_status"}
+)
 
 
 def draw_faults(
@@ -129,6 +150,12 @@ def draw_faults(
     gone_status = None
     if route_name == "listener_status_result" and happens(faults.gone_rate):
         gone_status = 204 if rng.random() < 0.5 else 410
+    result = route_name == "listener_status_result"
+    error_body = "Error"
+    if happens(faults.message_error_body_rate):
+        error_body = "message"
+    elif happens(faults.nested_error_body_rate):
+        error_body = "error.message"
     return FaultDraw(
         drop=drop,
         throttle=throttle,
@@ -138,4 +165,15 @@ def draw_faults(
         xml=xml,
         never_settle=never_settle,
         gone_status=gone_status,
+        in_progress_empty=result and happens(faults.in_progress_empty_rate),
+        in_progress_status_rows=result and happens(faults.in_progress_status_rows_rate),
+        in_progress_http_200=result and happens(faults.in_progress_http_200_rate),
+        first_get_in_progress=(
+            route_name == "listener_status_query" and happens(faults.first_get_in_progress_rate)
+        ),
+        runtime_offline=result and happens(faults.runtime_offline_410_rate),
+        runtime_unreachable=(
+            route_name in CONTAINER_ROUTES and happens(faults.runtime_unreachable_504_rate)
+        ),
+        error_body=error_body,
     )

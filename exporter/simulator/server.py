@@ -4,9 +4,11 @@ It ties the parts together: the world (world.py) with one seeded generator and o
 clock, the request pipeline every Boomi call goes through (rate limit, Basic auth, faults, the
 handler from api.py, rendering as JSON or XML), the control API (control.py), ``serve`` and
 ``describe``. The protocol it speaks is written down in docs/boomi-api.md; the awkward parts a
-client must survive are there on purpose: XML unless JSON is asked for, unsettled answers with
-HTTP 200 or 202, the settled-empty 202 quirk, 204 for consumed or expired tokens, 410 for
-unknown ones, and a per-account rate limit answering 503.
+client must survive are there on purpose: XML unless JSON is asked for, 204 for consumed or
+expired tokens, 410 for unknown ones, and a per-account rate limit answering 503. By default it
+answers as Boomi's published API describes; the variants a client must also survive (in-progress
+answers with HTTP 200, an empty result or AsyncOperationStatus rows, a lying first GET, 410 and
+504 for a runtime, the other two error-body forms) are faults (faults.py) that are off.
 
 Time that matters to the protocol (result delay, token lifetime, restart delay, rate-limit
 window) comes from the injectable clock, so a fake clock drives everything without sleeping.
@@ -26,15 +28,22 @@ from typing import Final
 
 from aiohttp import web
 
-from .api import Answer, BoomiApi, Handler, error
+from .api import Answer, BoomiApi, Handler, error, reshape_error
 from .control import CONTROL_PREFIX, ControlApi
-from .faults import Faults, draw_faults
+from .faults import FaultDraw, Faults, draw_faults
 from .wire import BadRequest, parse_basic_auth, render_xml, wants_json
 from .world import LOCKOUT_AFTER, SimAccount, World
 
 API_PREFIX: Final = "/api/rest/v1"
 ACCESS_DENIED: Final = "Access denied due to insufficient permissions."
 OUTAGE: Final = "The gateway timed out waiting for the Boomi platform."
+# The 503 body of Boomi's published API, word for word.
+RATE_LIMITED: Final = (
+    "The Boomi server is currently unavailable or your account's rate limits have been"
+    " exceeded. Retry later."
+)
+# docs/boomi-api.md: a 504 on a container's call means Boomi cannot reach the runtime.
+RUNTIME_UNREACHABLE: Final = "Gateway Timeout: the platform cannot reach the Runtime."
 # What a proxy that cut the connection mid-body would leave: valid UTF-8, invalid JSON.
 _TRUNCATED_JSON: Final = '{"@type": "AsyncOperationResult", "result": [{"@type": "ListenerSta'
 
@@ -210,12 +219,26 @@ class Simulator(World):
             route_name,
             lambda: self._api.container_of(route_name, account, body, request),
         )
+        answer = await self._faulted(request, account, body, draw, handler)
+        return None if answer is None else reshape_error(answer, draw.error_body)
+
+    async def _faulted(
+        self,
+        request: web.Request,
+        account: SimAccount,
+        body: bytes,
+        draw: FaultDraw,
+        handler: Handler,
+    ) -> Answer | None:
+        """The drawn faults, then the handler; None means drop the connection."""
         if draw.drop:
             return None
         if draw.throttle:
             return self._throttled_answer()
         if draw.error_status is not None:
             return error(draw.error_status, "Internal error; please retry later.")
+        if draw.runtime_unreachable:
+            return error(504, RUNTIME_UNREACHABLE)
         if draw.malformed:
             return Answer(200, raw_json=_TRUNCATED_JSON)
         if draw.delay_seconds > 0:
@@ -262,7 +285,7 @@ class Simulator(World):
 
     def _throttled_answer(self) -> Answer:
         self.throttled += 1
-        return error(503, "Rate limit exceeded: too many requests for this account.")
+        return error(503, RATE_LIMITED)
 
     def _admit(self, account: SimAccount) -> bool:
         """Sliding one-second window over accepted arrivals; rejected ones do not count."""

@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
@@ -43,19 +43,22 @@ def parse_query_filter(document: object, properties: Collection[str]) -> list[tu
     No body, no QueryFilter or no expression means no condition. Unknown keys are ignored
     (the official SDK sends "@type"); an unknown property or operator raises BadRequest.
     """
+    expression = _expression_of(document)
+    return [] if expression is None else _equals_conditions(expression, properties)
+
+
+def _expression_of(document: object) -> object:
+    """The QueryFilter's expression of a query body; None for no body, filter or expression."""
     if document is None:
-        return []
+        return None
     if not isinstance(document, dict):
         raise BadRequest("The request body must be a JSON object.")
     query_filter = document.get("QueryFilter")
     if query_filter is None:
-        return []
+        return None
     if not isinstance(query_filter, dict):
         raise BadRequest("QueryFilter must be an object.")
-    expression = query_filter.get("expression")
-    if expression is None:
-        return []
-    return _equals_conditions(expression, properties)
+    return query_filter.get("expression")
 
 
 def _equals_conditions(expression: object, properties: Collection[str]) -> list[tuple[str, str]]:
@@ -112,16 +115,7 @@ def parse_filter_predicate(document: object, properties: Collection[str]) -> Pre
     expression matches everything: Boomi's CLI sends ``{"QueryFilter": {}}`` to list all.
     An unknown property or operator, or a wrong number of arguments, raises BadRequest.
     """
-    if document is None:
-        return lambda fields: True
-    if not isinstance(document, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    query_filter = document.get("QueryFilter")
-    if query_filter is None:
-        return lambda fields: True
-    if not isinstance(query_filter, dict):
-        raise BadRequest("QueryFilter must be an object.")
-    expression = query_filter.get("expression")
+    expression = _expression_of(document)
     if expression is None:
         return lambda fields: True
     return _predicate(expression, properties)
@@ -184,11 +178,6 @@ def parse_basic_auth(header: str) -> tuple[str, str] | None:
         return None
     username, colon, password = decoded.partition(":")
     return (username, password) if colon else None
-
-
-def matches(conditions: Iterable[tuple[str, str]], fields: Mapping[str, str]) -> bool:
-    """Whether an object's filterable fields meet every EQUALS condition."""
-    return all(fields[name] == value for name, value in conditions)
 
 
 def wants_json(accept: str) -> bool:
