@@ -168,9 +168,9 @@ async def test_every_request_of_the_client_and_every_answer_of_the_simulator_mat
         headers={**JSON, "Authorization": basic(account.username, account.password)}
     ) as session:
         url = f"{recorded.base_url}/{ACCOUNT}"
-        every = {
+        unsupported = {
             "QueryFilter": {
-                "expression": {"argument": [""], "operator": "NOT_EQUALS", "property": "id"}
+                "expression": {"argument": ["a"], "operator": "GREATER_THAN", "property": "name"}
             }
         }
         name = {
@@ -184,8 +184,9 @@ async def test_every_request_of_the_client_and_every_answer_of_the_simulator_mat
         }
         async with session.post(f"{url}/Process/query", json=name) as response:
             assert response.status == 200
-        async with session.post(f"{url}/Process/query", json=every) as response:
-            assert response.status == 400  # the simulator knows EQUALS only: told in a valid error
+        async with session.post(f"{url}/Process/query", json=unsupported) as response:
+            # The simulator knows EQUALS, NOT_EQUALS, LIKE and the null tests: told in a valid error.
+            assert response.status == 400
         async with session.post(f"{url}/Nothing/here", json={}) as response:
             assert response.status == 404
         async with session.get(f"{url}/Atom/query") as response:
