@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from exporter.boomi.settings import ClientSettings
 from exporter.config import Config
@@ -35,6 +37,7 @@ CHANGES: dict[str, tuple[tuple[str | int, ...], object]] = {
     "max_requests_per_second": (("accounts", 0, "max_requests_per_second"), 7),
     "auth_failure_backoff_seconds": (("accounts", 0, "auth_failure_backoff_seconds"), 60),
     "request_timeout_seconds": (("poll", "request_timeout_seconds"), 9),
+    "transport": (("accounts", 0, "proxy_url"), "http://proxy.corp.example:3128"),
 }
 
 
@@ -79,6 +82,39 @@ def test_settings_the_client_is_not_built_from_are_no_change(
     path: tuple[str | int, ...], value: object
 ) -> None:
     assert settings_of(BASE) == settings_of(changed(path, value))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("proxy_url", "http://user:pw@proxy.corp.example:3128"),
+        ("proxy_from_environment", True),
+        ("tls_config", {"insecure_skip_verify": True}),
+        ("tls_config", {"server_name": "api.boomi.com"}),
+        ("tls_config", {"min_version": "TLS13"}),
+    ],
+)
+def test_every_proxy_and_tls_key_rebuilds_the_client(key: str, value: object) -> None:
+    before = settings_of(BASE)
+    after = settings_of(changed(("accounts", 0, key), value))
+    assert before.transport != after.transport
+    assert before != after
+
+
+def test_a_replaced_ca_file_rebuilds_the_client_on_reload(tmp_path: Path) -> None:
+    ca_file = tmp_path / "corp-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    data = changed(("accounts", 0, "tls_config"), {"ca_file": str(ca_file)})
+    before = settings_of(data)
+    assert before == settings_of(data)
+    trustme.CA().cert_pem.write_to_path(str(ca_file))  # same path, new contents
+    assert settings_of(data) != before
+
+
+def test_the_proxy_password_stays_out_of_the_settings_repr() -> None:
+    settings = settings_of(changed(("accounts", 0, "proxy_url"), "http://u:Pr0xyPw@proxy:3128"))
+    assert "Pr0xyPw" not in repr(settings)
+    assert settings.transport.proxy_url == "http://u:Pr0xyPw@proxy:3128"
 
 
 def test_the_password_stays_out_of_the_settings_repr() -> None:

@@ -24,6 +24,7 @@ from exporter.config import (
     NamesConfig,
     PollConfig,
     RemediationConfig,
+    TLSClientConfig,
     WebConfig,
     WebhookAuthConfig,
     load_config,
@@ -616,6 +617,7 @@ def test_example_config_documents_every_option() -> None:
         BasicAuthConfig,
         DiscoveryConfig,
         NamesConfig,
+        TLSClientConfig,
     ]
     names = {"password_file", "bearer_token_file"}
     for model in models:

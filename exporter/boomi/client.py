@@ -60,6 +60,7 @@ from exporter.boomi.shapes import (
     process_bulk_body,
     retry_after_seconds,
 )
+from exporter.boomi.transport import Transport, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class BoomiClient:
         max_requests_per_second: float = 5.0,
         request_timeout_seconds: float = 30.0,
         auth_failure_backoff_seconds: float = 300.0,
+        transport: Transport | None = None,
         retry: RetryPolicy = RetryPolicy(),
         on_request: RequestObserver | None = None,
         clock: Clock = time.monotonic,
@@ -130,6 +132,8 @@ class BoomiClient:
     ) -> None:
         self.account_id = account_id
         self._url = f"{base_url.rstrip('/')}/{account_id}"
+        # Proxy and TLS (exporter.boomi.transport), decided once: one client, one host.
+        self._route = (transport or Transport()).route(self._url)
         credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._authorization = f"Basic {credentials}"
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
@@ -158,12 +162,15 @@ class BoomiClient:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(self._on_headers_sent)
             self._session = aiohttp.ClientSession(
+                connector=self._route.connector(),
                 trace_configs=[trace],
                 timeout=self._timeout,
+                # No Authorization here: aiohttp copies a session's default headers into a
+                # proxy's CONNECT, so the proxy would see the Boomi password. It goes per request.
                 headers={
                     "Accept": "application/json",
                     "Content-Type": "application/json",
-                    "Authorization": self._authorization,
+                    **self._route.session_headers,
                 },
                 raise_for_status=False,
             )
@@ -260,15 +267,20 @@ class BoomiClient:
         operation, container_id, where = call.operation, call.container_id, call.where
         session = self._get_session()
         started = time.perf_counter()
-        kwargs: dict[str, Any] = {}
+        headers = {"Authorization": self._authorization}
+        kwargs: dict[str, Any] = {"headers": headers}
         if call.text_body is not None:
             kwargs["data"] = call.text_body.encode()
-            kwargs["headers"] = {"Content-Type": "text/plain"}
+            headers["Content-Type"] = "text/plain"
         elif call.json_body is not None:
             kwargs["json"] = call.json_body
         try:
             async with session.request(
-                call.method, f"{self._url}/{call.path}", trace_request_ctx=slot, **kwargs
+                call.method,
+                f"{self._url}/{call.path}",
+                trace_request_ctx=slot,
+                **self._route.request_options,
+                **kwargs,
             ) as response:
                 raw = await response.read()
                 status = response.status
@@ -276,8 +288,14 @@ class BoomiClient:
                 content_type = response.content_type
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe(operation, "error", started)
+            failure = describe_failure(exc, self._route)
+            if failure is not None and not failure.retry:  # a certificate, say: say what to set
+                raise ApiError(
+                    failure.message, operation=operation, container_id=container_id, code="error"
+                ) from None
             kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise _Retryable("error", f"transport failure ({kind})") from exc
+            reason = failure.message if failure is not None else f"transport failure ({kind})"
+            raise _Retryable("error", reason) from exc
         self._observe(operation, str(status), started)
         if status in (401, 403):
             if status == 403 and self._credentials_ok and operation not in (OP_QUERY, OP_RESULT):

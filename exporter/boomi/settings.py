@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.boomi.client import BoomiClient, RequestObserver
+from exporter.boomi.transport import Transport, tls_files_digest
 from exporter.config import AccountConfig, Config
 
 
@@ -20,6 +21,7 @@ class ClientSettings:
     max_requests_per_second: float
     request_timeout_seconds: float
     auth_failure_backoff_seconds: float
+    transport: Transport = field(default_factory=Transport)
 
     @classmethod
     def from_config(cls, account: AccountConfig, config: Config) -> ClientSettings:
@@ -32,6 +34,7 @@ class ClientSettings:
             max_requests_per_second=account.max_requests_per_second,
             request_timeout_seconds=config.poll.request_timeout_seconds,
             auth_failure_backoff_seconds=account.auth_failure_backoff_seconds,
+            transport=transport_of(account),
         )
 
     def build(self, *, on_request: RequestObserver | None = None) -> BoomiClient:
@@ -44,5 +47,18 @@ class ClientSettings:
             max_requests_per_second=self.max_requests_per_second,
             request_timeout_seconds=self.request_timeout_seconds,
             auth_failure_backoff_seconds=self.auth_failure_backoff_seconds,
+            transport=self.transport,
             on_request=on_request,
         )
+
+
+def transport_of(account: AccountConfig) -> Transport:
+    """The account's proxy and TLS settings (http_config names) as the client's value."""
+    tls = account.tls_config.client_tls()
+    return Transport(
+        proxy_url=account.proxy_url.get_secret_value() if account.proxy_url else None,
+        no_proxy=account.no_proxy or "",
+        proxy_from_environment=account.proxy_from_environment,
+        tls=tls,
+        files_digest=tls_files_digest(tls),
+    )
