@@ -4,6 +4,7 @@ into one daemon, and applies a reloaded configuration without losing state."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,8 +18,11 @@ from exporter.fleet import FleetRefresher, merge_targets
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, Target
 from exporter.remediation import Remediator, add_webhook
+from exporter.secretfile import DEFAULT_INTERVAL_SECONDS, SecretWatcher
 from exporter.state import SnapshotStore
 from exporter.web import create_app, start_server
+from exporter.webconfig import WebConfigError
+from exporter.websecurity import WebSecurity
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +36,26 @@ def containers_by_account(config: Config) -> dict[str, frozenset[str]]:
 
 
 class Exporter:
-    """The running daemon: polls in the background and serves what it learnt over HTTP."""
+    """The running daemon: polls in the background and serves what it learnt over HTTP.
 
-    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
+    `security` is the web config in force (default: `web.config_file` of the config, which raises
+    WebConfigError when it cannot be used); `enable_lifecycle` is the --web.enable-lifecycle
+    flag, on top of `web.enable_lifecycle`; the watcher re-reads the server's certificate files
+    every `secret_check_seconds`.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        security: WebSecurity | None = None,
+        enable_lifecycle: bool = False,
+        secret_check_seconds: float = DEFAULT_INTERVAL_SECONDS,
+    ) -> None:
         self.config = config
         self.config_path = config_path
+        self.web = security if security is not None else WebSecurity(config.web.config_file)
         self.store = SnapshotStore()
         self.metrics = ExporterMetrics(self.store)
         self.clients: dict[str, BoomiClient] = {
@@ -65,7 +84,12 @@ class Exporter:
             self.metrics,
             extra_routes=lambda app: add_webhook(app, self.remediator),
             reload=self.reload if config_path is not None else None,
+            lifecycle=enable_lifecycle or config.web.enable_lifecycle,
         )
+        self.web.install(self.app)
+        # Renewed certificates (cert-manager) are served without a restart.
+        self.watcher = SecretWatcher(self.web.refreshables, interval_seconds=secret_check_seconds)
+        self._watching: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._reloading = asyncio.Lock()
 
@@ -92,20 +116,36 @@ class Exporter:
 
     async def start(self, host: str, port: int) -> int:
         """Start serving HTTP and polling; return the port really bound (for port 0)."""
-        self._runner, bound = await start_server(self.app, host, port)
+        self._runner, bound = await start_server(
+            self.app, host, port, ssl_context=self.web.ssl_context
+        )
+        self._watching = asyncio.create_task(self.watcher.run(), name="secret-watcher")
         for account in self.config.accounts:
             refresher = self._refresher(account, self.config)
             self.refreshers[account.account_id] = refresher
             refresher.start()
         self._log_remediation()
+        self._warn_insecure()
         log.info(
-            "serving on http://%s:%d/metrics, polling %d containers of %d accounts",
+            "serving on %s://%s:%d/metrics (%s), polling %d containers of %d accounts",
+            self.web.scheme,
             host or "0.0.0.0",
             bound,
+            self.web.describe(),
             sum(len(targets) for targets in self._targets.values()),
             len(self.config.accounts),
         )
         return bound
+
+    def _warn_insecure(self) -> None:
+        # At start and at every reload, so the setting is never forgotten in a quiet log.
+        for account in self.config.accounts:
+            if account.tls_config.insecure_skip_verify:
+                log.warning(
+                    "account %s: tls_config.insecure_skip_verify is true: Boomi's certificate is"
+                    " NOT checked, so anyone on the way can read the Boomi credentials",
+                    account.account_id,
+                )
 
     def _log_remediation(self) -> None:
         remediation = self.config.remediation
@@ -129,11 +169,14 @@ class Exporter:
         async with self._reloading:
             try:
                 new = load_config(self.config_path)
-            except ConfigError as exc:
+                self.web.reload()  # the web config file's users and headers
+            except (ConfigError, WebConfigError) as exc:
                 self.metrics.config_reload_successful.set(0)
-                log.error("reload refused, keeping the running configuration: %s", exc)
-                return False, str(exc)
+                where = "web config file: " if isinstance(exc, WebConfigError) else ""
+                log.error("reload refused, keeping the running configuration: %s%s", where, exc)
+                return False, f"{where}{exc}"
             await self._apply(new)
+            self._warn_insecure()
             self.metrics.config_reload_successful.set(1)
             self.metrics.config_reload_time.set_to_current_time()
             log.info("configuration reloaded from %s", self.config_path)
@@ -190,6 +233,9 @@ class Exporter:
                 "web.listen_address changed to %s: restart the exporter to apply it",
                 new.web.listen_address,
             )
+        for key in ("config_file", "enable_lifecycle"):
+            if getattr(new.web, key) != getattr(old.web, key):
+                log.warning("web.%s changed: restart the exporter to apply it", key)
         self.config = new
         if new.remediation != old.remediation:
             self._log_remediation()
@@ -200,6 +246,11 @@ class Exporter:
         await self.poller.stop()
         await self.remediator.stop()
         await asyncio.gather(*(client.close() for client in self.clients.values()))
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -207,7 +258,7 @@ class Exporter:
 
 async def poll_once(config: Config) -> SnapshotStore:
     """Poll every configured container once, concurrently, name what was found; the store."""
-    exporter = Exporter(config)
+    exporter = Exporter(config, security=WebSecurity(None))  # no server: no web config to read
     found = {account.account_id: merge_targets(account, None) for account in config.accounts}
     exporter.store.set_containers(
         (t.account_id, t.container_id, t.name) for ts in found.values() for t in ts

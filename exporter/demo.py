@@ -10,17 +10,18 @@ from exporter.config import Config
 from exporter.daemon import Exporter, run_until_stopped
 from exporter.signals import stop_on_signals
 from exporter.simulator import Simulator, serve
+from exporter.websecurity import WebSecurity
 
 DEMO_ACCOUNT = "demo-account"
 # A demo value, printed in the banner; a real deployment reads its token from a secret.
 DEMO_WEBHOOK_TOKEN = "demo-webhook-token"
 DEMO_BANNER = """
 Boomi listener exporter demo (Ctrl-C to stop)
-  exporter landing page:  http://localhost:{port}/
-  metrics:                http://localhost:{port}/metrics
+  exporter landing page:  {scheme}://localhost:{port}/
+  metrics:                {scheme}://localhost:{port}/metrics
   simulated Boomi API:    {base_url}/{account}   (user {username}, password {password})
   simulator state:        {control_url}/__simulator/state
-  remediation webhook:    POST http://localhost:{port}/webhook/alertmanager
+  remediation webhook:    POST {scheme}://localhost:{port}/webhook/alertmanager
                           (Authorization: Bearer {token}; restarts errored listeners)
 The fleet flaps now and then: listeners go errored or paused and come back.
 """
@@ -56,13 +57,13 @@ def demo_config(base_url: str, sim: Simulator) -> Config:
     )
 
 
-async def _demo(host: str, port: int) -> None:
+async def _demo(host: str, port: int, security: WebSecurity) -> None:
     sim = Simulator.with_fleet(
         account_id=DEMO_ACCOUNT, containers=3, listeners_per_container=4, result_delay_seconds=1.0
     )
     runner, base_url = await serve(sim, "127.0.0.1", 0)
     flapping = asyncio.create_task(sim.flap(interval_seconds=15, probability=0.08))
-    exporter = Exporter(demo_config(base_url, sim))
+    exporter = Exporter(demo_config(base_url, sim), security=security)
     stop = stop_on_signals()
     account = sim.accounts[DEMO_ACCOUNT]
 
@@ -70,6 +71,7 @@ async def _demo(host: str, port: int) -> None:
         print(
             DEMO_BANNER.format(
                 port=bound,
+                scheme=security.scheme,
                 base_url=base_url,
                 account=DEMO_ACCOUNT,
                 username=account.username,
@@ -89,7 +91,7 @@ async def _demo(host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def run_demo(host: str, port: int) -> int:
-    """Run the demo until SIGINT/SIGTERM; exit code 0."""
-    asyncio.run(_demo(host, port))
+def run_demo(host: str, port: int, security: WebSecurity | None = None) -> int:
+    """Run the demo until SIGINT/SIGTERM, serving with `security` (TLS, basic auth); exit 0."""
+    asyncio.run(_demo(host, port, security or WebSecurity(None)))
     return 0
