@@ -53,6 +53,7 @@ async def _scrape_tls(args: argparse.Namespace) -> dict[str, Any]:
         listeners=args.listeners,
         requests=args.requests,
         rounds=args.rounds,
+        changed_per_scrape=args.changed_per_scrape,
     )
 
 
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     secure.add_argument("--listeners", type=int, default=10, help="per container")
     secure.add_argument("--requests", type=int, default=100, help="per scraper and pattern")
     secure.add_argument("--rounds", type=int, default=2, help="plain/TLS alternations")
+    secure.add_argument(
+        "--changed-per-scrape", type=int, default=250, help="0: the store does not change"
+    )
     secure.add_argument("--label", default="", help="write results/scrape-tls-LABEL.json")
 
     memcpu = sub.add_parser("memcpu", help="targets 4-5: RSS over 10 cycles, CPU per cycle")

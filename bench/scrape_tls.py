@@ -12,9 +12,11 @@ Two connection patterns, each for both servers:
 - a new connection per scrape: what Prometheus does at its usual 15-60 s interval, since the
   exporter closes idle connections after 4 s; every scrape pays a TLS handshake.
 
-Plain and TLS alternate over `rounds` rounds, so a change in the machine's load hits both. The
-TLS server reports how many bcrypt checks it ran: the cache keeps that at 1 (one user, one
-password), however many scrapes and connections there were.
+Each pattern is scraped by aiohttp (Python's TLS on both ends) and by curl (OpenSSL in C, as
+fast a client as Prometheus's Go TLS), so the server's share of the cost shows. Plain and TLS
+alternate over `rounds` rounds, so a change in the machine's load hits both. The TLS server
+reports how many bcrypt checks it ran: the cache keeps that at 1 (one user, one password),
+however many scrapes and connections there were.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Secure:
     web_config: Path
     client: ssl.SSLContext
     authorization: str
+    ca_file: Path
 
 
 def make_secure(directory: Path) -> Secure:
@@ -72,7 +75,9 @@ def make_secure(directory: Path) -> Secure:
     client = ssl.create_default_context()
     ca.configure_trust(client)
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    return Secure(web_config, client, f"Basic {token}")
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Secure(web_config, client, f"Basic {token}", ca_file)
 
 
 async def _start(arguments: list[str]) -> tuple[asyncio.subprocess.Process, int]:
@@ -150,6 +155,34 @@ async def _measure(
     }
 
 
+async def _curl(
+    url: str,
+    *,
+    ca_file: Path | None,
+    authorization: str | None,
+    new_connections: bool,
+    requests: int,
+    pause: float,
+    start_after: float,
+) -> list[float]:
+    """The same scrapes with one curl process: time_total of each, in ms."""
+    command = ["curl", "-s", "-w", "%{time_total}\\n", "-H", "Accept-Encoding: gzip"]
+    if pause:
+        command += ["--rate", f"{round(1 / pause)}/s"]
+    if ca_file is not None:
+        command += ["--cacert", str(ca_file)]
+    if authorization is not None:
+        command += ["-H", f"Authorization: {authorization}"]
+    if new_connections:
+        command += ["-H", "Connection: close"]  # the server closes; curl connects again
+    for _ in range(requests):
+        command += ["-o", "/dev/null", url]
+    await asyncio.sleep(start_after)
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    return [float(line) * 1e3 for line in out.decode().split()]
+
+
 async def run(
     *,
     containers: int,
@@ -165,8 +198,10 @@ async def run(
         "--containers", str(containers), "--listeners", str(listeners),
         "--churn", f"{churn:g}", "--flip-every", f"{flip_every:g}",
     ]  # fmt: skip
+    clients = ("aiohttp", "curl")
     measured: dict[str, dict[str, list[dict[str, Any]]]] = {
-        mode: {pattern: [] for pattern in PATTERNS} for mode in ("plain", "tls+basic")
+        mode: {f"{pattern}, {client}": [] for pattern in PATTERNS for client in clients}
+        for mode in ("plain", "tls+basic")
     }
     verifications: list[int | None] = []
     scrapes_with_auth = 0
@@ -189,22 +224,49 @@ async def run(
                             pause=pause,
                             pid=process.pid,
                         )
-                        measured[mode][pattern].append(result)
-                        if tls:
-                            scrapes_with_auth += len(result["latencies_ms"]) + 2
-                        print(
-                            f"  round {round_number + 1}, {mode}, {pattern}: median"
-                            f" {median(result['latencies_ms']):.2f} ms over"
-                            f" {len(result['latencies_ms'])} scrapes",
-                            flush=True,
+                        cpu_before = process_cpu_seconds(process.pid)
+                        curl_runs = await asyncio.gather(
+                            *(
+                                _curl(
+                                    url,
+                                    ca_file=secure.ca_file if tls else None,
+                                    authorization=secure.authorization if tls else None,
+                                    new_connections=new_connections,
+                                    requests=requests,
+                                    pause=pause,
+                                    start_after=index * pause / 2,
+                                )
+                                for index in range(2)
+                            )
                         )
+                        curl_latencies = [value for run in curl_runs for value in run]
+                        curl_cpu = process_cpu_seconds(process.pid) - cpu_before
+                        curl_result = {
+                            "latencies_ms": curl_latencies,
+                            "body_bytes": result["body_bytes"],
+                            "server_cpu_ms_per_scrape": curl_cpu
+                            * 1e3
+                            / max(1, len(curl_latencies)),
+                        }
+                        for client, outcome in (("aiohttp", result), ("curl", curl_result)):
+                            measured[mode][f"{pattern}, {client}"].append(outcome)
+                            if tls:
+                                scrapes_with_auth += len(outcome["latencies_ms"])
+                            print(
+                                f"  round {round_number + 1}, {mode}, {pattern}, {client}:"
+                                f" median {median(outcome['latencies_ms']):.2f} ms over"
+                                f" {len(outcome['latencies_ms'])} scrapes",
+                                flush=True,
+                            )
+                        if tls:
+                            scrapes_with_auth += 2  # the warm-up
                 finally:
                     reported = await _stop(process)
                 if tls:
                     verifications.append(reported)
     rows: list[list[object]] = []
     comparison: dict[str, Any] = {}
-    for pattern in PATTERNS:
+    for pattern in measured["plain"]:
         stats = {}
         for mode in ("plain", "tls+basic"):
             runs = measured[mode][pattern]
@@ -231,9 +293,14 @@ async def run(
                 ]
             )
     table = print_table(
-        f"gzip /metrics with {containers * listeners:,} listeners, store changing as under"
-        f" polling: plain HTTP against TLS + basic auth (bcrypt cost {BCRYPT_COST}),"
-        f" {rounds} alternating rounds",
+        f"gzip /metrics with {containers * listeners:,} listeners, "
+        + (
+            f"{changed_per_scrape} containers refreshed between scrapes"
+            if changed_per_scrape
+            else "store unchanged"
+        )
+        + f", {pause:g} s apart: plain HTTP against TLS + basic auth (bcrypt cost"
+        f" {BCRYPT_COST}), {rounds} alternating rounds",
         ["connections", "server", "scrapes", "median ms", "p99 ms", "server CPU ms/scrape",
          "TLS/plain median"],
         rows,
