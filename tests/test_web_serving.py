@@ -12,7 +12,9 @@ import asyncio
 import base64
 import logging
 import os
+import signal
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,12 +32,13 @@ from exporter.check_config import summarize
 from exporter.config import Config, load_config
 from exporter.daemon import Exporter
 from exporter.secretfile import DEFAULT_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS
+from exporter.simulator import serve
 from exporter.web import LIFECYCLE_DISABLED
 from exporter.webconfig import summarize_web_config
 from exporter.websecurity import WebSecurity
 from tests.conftest import ACCOUNT, SimServer, config_for
 from tests.network_helpers import Certificates, serve_with_peers, tinyproxy
-from tests.test_cli import run_cli, write_config
+from tests.test_cli import read_until, run_cli, write_config
 
 PASSWORD = "Scr4pe-P4ss-81c2"
 WRONG = "Wr0ng-P4ss-07d9"
@@ -466,3 +469,74 @@ async def test_the_proxy_and_basic_auth_passwords_appear_in_no_log_page_or_metri
         assert proxy_password not in text
         assert PASSWORD not in text
         assert HASH not in text
+
+
+# --- HTTPS for the demo and the simulator --------------------------------------------------------
+
+
+async def test_the_demo_serves_https_with_basic_auth_from_a_web_config_file(site: Site) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0",
+        "--web.config.file", str(site.tls_and_users()),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        match = await read_until(process.stdout, r"metrics:\s+https://localhost:(\d+)/metrics")
+        base, client = f"https://127.0.0.1:{match.group(1)}", site.client()
+
+        async def healthy() -> bool:
+            try:
+                return (await fetch(f"{base}/-/healthy", client))[0] == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(healthy, "the demo answers /-/healthy over https")
+        assert (await fetch(f"{base}/metrics", client))[0] == 401
+        assert (await fetch(f"{base}/metrics", client, RIGHT))[0] == 200
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)  # a generous bound for a clean exit
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_the_simulator_serves_https(make_sim: Callable[..., Any], site: Site) -> None:
+    runner, base_url = await serve(make_sim(), ssl_context=site.certs.server_context())
+    try:
+        assert base_url.startswith("https://127.0.0.1:")
+        state = base_url.removesuffix("/api/rest/v1") + "/__simulator/state"
+        status, body, _ = await fetch(state, site.client())
+        assert status == 200 and '"listener_id"' in body
+        with pytest.raises(aiohttp.ClientError):
+            await fetch(state.replace("https://", "http://"), False)
+    finally:
+        await runner.cleanup()
+
+
+async def test_simulate_takes_a_certificate_and_refuses_half_of_one(site: Site) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "simulate", "--listen", "127.0.0.1:0",
+        "--tls-cert", str(site.cert_file), "--tls-key", str(site.key_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        base_url = (await read_until(process.stdout, r"API base URL:\s+(https://\S+)")).group(1)
+        state = base_url.removesuffix("/api/rest/v1") + "/__simulator/state"
+        assert (await fetch(state, site.client()))[0] == 200
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)  # a generous bound for a clean exit
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    code, _, err = await run_cli("simulate", "--tls-cert", str(site.cert_file))
+    assert code == 2 and "--tls-cert and --tls-key go together" in err
+    code, _, err = await run_cli(
+        "simulate", "--tls-cert", str(site.key_file), "--tls-key", str(site.key_file)
+    )
+    assert code == 2 and "--tls-cert/--tls-key: cannot load them" in err
+    assert "Traceback" not in err
