@@ -348,7 +348,10 @@ async def test_wrong_proxy_credentials_are_one_clear_line_without_the_password(
 
 
 async def test_proxy_from_environment_works_and_https_proxy_alone_does_nothing(
-    tmp_path: Path, make_sim: Callable[..., Simulator], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    make_sim: Callable[..., Simulator],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     certs = Certificates(tmp_path / "tls")
     async with (
@@ -363,7 +366,9 @@ async def test_proxy_from_environment_works_and_https_proxy_alone_does_nothing(
         assert proxy.requests() == []
         direct = sum(server.peers.values())
 
-        asked = await poll_once(config_of(server, tls_config=tls, proxy_from_environment=True))
+        with caplog.at_level(logging.INFO, logger="exporter.boomi.settings"):
+            asked = await poll_once(config_of(server, tls_config=tls, proxy_from_environment=True))
+        assert f"through the proxy {proxy.url} (from HTTPS_PROXY)" in caplog.text
         assert all_up(asked), errors(asked)
         assert server.peers["127.0.0.1"] == direct  # nothing more went direct
         assert server.peers[PROXY_BIND] > 0

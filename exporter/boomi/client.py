@@ -60,7 +60,7 @@ from exporter.boomi.shapes import (
     process_bulk_body,
     retry_after_seconds,
 )
-from exporter.boomi.transport import Transport, describe_failure
+from exporter.boomi.transport import Route, Transport, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class BoomiClient:
         self.account_id = account_id
         self._url = f"{base_url.rstrip('/')}/{account_id}"
         # Proxy and TLS (exporter.boomi.transport), decided once: one client, one host.
-        self._route = (transport or Transport()).route(self._url)
+        self.route: Route = (transport or Transport()).route(self._url)
         credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._authorization = f"Basic {credentials}"
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
@@ -162,7 +162,7 @@ class BoomiClient:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(self._on_headers_sent)
             self._session = aiohttp.ClientSession(
-                connector=self._route.connector(),
+                connector=self.route.connector(),
                 trace_configs=[trace],
                 timeout=self._timeout,
                 # No Authorization here: aiohttp copies a session's default headers into a
@@ -170,7 +170,7 @@ class BoomiClient:
                 headers={
                     "Accept": "application/json",
                     "Content-Type": "application/json",
-                    **self._route.session_headers,
+                    **self.route.session_headers,
                 },
                 raise_for_status=False,
             )
@@ -279,7 +279,7 @@ class BoomiClient:
                 call.method,
                 f"{self._url}/{call.path}",
                 trace_request_ctx=slot,
-                **self._route.request_options,
+                **self.route.request_options,
                 **kwargs,
             ) as response:
                 raw = await response.read()
@@ -288,7 +288,7 @@ class BoomiClient:
                 content_type = response.content_type
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe(operation, "error", started)
-            failure = describe_failure(exc, self._route)
+            failure = describe_failure(exc, self.route)
             if failure is not None and not failure.retry:  # a certificate, say: say what to set
                 raise ApiError(
                     failure.message, operation=operation, container_id=container_id, code="error"

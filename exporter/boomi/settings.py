@@ -3,11 +3,14 @@ with the running one on reload, decides whether the client (and its session) mus
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from exporter.boomi.client import BoomiClient, RequestObserver
 from exporter.boomi.transport import Transport, tls_files_digest
 from exporter.config import AccountConfig, Config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class ClientSettings:
 
     def build(self, *, on_request: RequestObserver | None = None) -> BoomiClient:
         """A client with these settings, reporting each HTTP attempt to `on_request`."""
-        return BoomiClient(
+        client = BoomiClient(
             self.account_id,
             base_url=self.base_url,
             username=self.username,
@@ -50,6 +53,8 @@ class ClientSettings:
             transport=self.transport,
             on_request=on_request,
         )
+        log.info("account %s: requests to Boomi go %s", self.account_id, client.route.describe())
+        return client
 
 
 def transport_of(account: AccountConfig) -> Transport:
