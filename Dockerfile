@@ -84,7 +84,10 @@ VOLUME ["/var/lib/boomi-listener-exporter/data"]
 # /-/healthy answers 200 while the process runs. The image has no curl, so Python checks it;
 # the opener has no proxy handler so that an HTTP_PROXY meant for reaching Boomi is not used
 # for this loopback request. Assumes the default listen port; change it here with
-# --web.listen-address.
+# --web.listen-address. With TLS in --web.config.file the port speaks only https, so override
+# the check where you run the image (compose: deploy/docker-compose.tls.yml asks
+# https://localhost:9877/-/healthy trusting the CA; Kubernetes: the probes' scheme: HTTPS,
+# deploy/kubernetes/tls). Basic auth never gets in the way: /-/healthy needs no credentials.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:9877/-/healthy', timeout=4)"]
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from bench import common, memcpu, poll, remediation, scrape
+from bench import common, memcpu, poll, remediation, scrape, scrape_tls
 
 VARIANTS = ["current"]
 
@@ -54,6 +54,16 @@ async def _scrape(args: argparse.Namespace) -> dict[str, Any]:
         changed_per_scrape=args.changed_per_scrape,
         flip_every=args.flip_every,
         pause=args.pause,
+    )
+
+
+async def _scrape_tls(args: argparse.Namespace) -> dict[str, Any]:
+    return await scrape_tls.run(
+        containers=args.containers,
+        listeners=args.listeners,
+        requests=args.requests,
+        rounds=args.rounds,
+        changed_per_scrape=args.changed_per_scrape,
     )
 
 
@@ -126,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--pause", type=float, default=0.2, help="seconds between scrapes (polling scenario)"
     )
 
+    secure = sub.add_parser(
+        "scrape-tls", help="target 3 over TLS + basic auth, against plain HTTP in the same run"
+    )
+    secure.add_argument("--containers", type=int, default=1000)
+    secure.add_argument("--listeners", type=int, default=10, help="per container")
+    secure.add_argument("--requests", type=int, default=100, help="per scraper and pattern")
+    secure.add_argument("--rounds", type=int, default=2, help="plain/TLS alternations")
+    secure.add_argument(
+        "--changed-per-scrape", type=int, default=250, help="0: the store does not change"
+    )
+    secure.add_argument("--label", default="", help="write results/scrape-tls-LABEL.json")
+
     memcpu = sub.add_parser("memcpu", help="targets 4-5: RSS over 10 cycles, CPU per cycle")
     memcpu.add_argument("--containers", type=int, default=1000)
     memcpu.add_argument("--listeners", type=int, default=10, help="per container")
@@ -151,12 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--variant", choices=VARIANTS, default="current")
     server.add_argument("--churn", type=float, default=0.0)
     server.add_argument("--flip-every", type=float, default=0.0)
+    server.add_argument("--web-config", default=None, help="a --web.config.file (TLS, users)")
     return parser
 
 
 RUNNERS: dict[str, Runner] = {
     "poll": _poll,
     "scrape": _scrape,
+    "scrape-tls": _scrape_tls,
     "memcpu": _memcpu,
     "remediation": _remediation,
 }

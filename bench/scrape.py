@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.common import (
@@ -51,7 +50,8 @@ from bench.common import (
 from exporter.boomi import ListenerStatus
 from exporter.metrics import ExporterMetrics, SnapshotCollector
 from exporter.state import SnapshotStore
-from exporter.web import create_app
+from exporter.web import create_app, start_server
+from exporter.websecurity import WebSecurity
 
 ACCOUNT = "acme-AB12CD"
 CONNECTOR_TYPES = ("wss", "atomqueue", "jms", "officialboomi-X4821C-kafka-prod", "")
@@ -163,11 +163,11 @@ async def _serve(args: argparse.Namespace) -> None:
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
     app = create_app(store, metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
+    # As the daemon serves: with --web-config TLS and basic auth (bench/scrape_tls.py).
+    security = WebSecurity(args.web_config)
+    security.install(app)
+    runner, port = await start_server(app, "127.0.0.1", 0, ssl_context=security.ssl_context)
+    print(f"PORT {port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -192,6 +192,9 @@ async def _serve(args: argparse.Namespace) -> None:
     if task is not None:
         task.cancel()
     await runner.cleanup()
+    if security.auth is not None:
+        # How often bcrypt ran, however many scrapes came: the cache at work.
+        print(f"VERIFICATIONS {security.auth.verifications}", flush=True)
 
 
 def serve_forever(args: argparse.Namespace) -> None:

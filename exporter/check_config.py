@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.config import Config
+from exporter.boomi.transport import split_proxy_url
+from exporter.config import AccountConfig, Config
 
 
 def _seconds(value: float) -> str:
@@ -13,6 +14,31 @@ def _seconds(value: float) -> str:
 
 def _environments(classifications: Sequence[str]) -> str:
     return ", ".join(classifications) if classifications else "any (also none)"
+
+
+def _http_lines(account: AccountConfig) -> list[str]:
+    """How the account reaches Boomi: the proxy (never its credentials) and the TLS checks."""
+    if account.proxy_url is not None:
+        proxy = split_proxy_url(account.proxy_url.get_secret_value(), source="proxy_url")
+        credentials = " with credentials" if proxy.authorization else ""
+        route = f"through the proxy {proxy.url}{credentials}"
+        if account.no_proxy:
+            route += f", except for no_proxy {account.no_proxy}"
+    elif account.proxy_from_environment:
+        route = "through the proxy of HTTPS_PROXY/HTTP_PROXY, except for NO_PROXY"
+    else:
+        route = "directly (no proxy)"
+    tls = account.tls_config
+    if tls.insecure_skip_verify:
+        trust = "NOT VERIFIED (insecure_skip_verify)"
+    else:
+        trust = "the system CAs" + (f" and {tls.ca_file}" if tls.ca_file else "")
+    lines = [f"    reaches Boomi {route}", f"    TLS: at least {tls.min_version}, trusting {trust}"]
+    if tls.server_name:
+        lines.append(f"      verifying the name {tls.server_name}")
+    if tls.cert_file:
+        lines.append(f"      client certificate {tls.cert_file}, key {tls.key_file}")
+    return lines
 
 
 def summarize(config: Config) -> str:
@@ -29,6 +55,7 @@ def summarize(config: Config) -> str:
             f"    after rejected credentials: no calls for"
             f" {_seconds(account.auth_failure_backoff_seconds)}, then none at all after"
             f" {account.max_auth_failures} until the secret changes",
+            *_http_lines(account),
             f"    containers: {len(account.containers)}",
         ]
         for container in account.containers:

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from exporter import __version__
@@ -25,6 +26,8 @@ from exporter.restart_cli import main as restart_main
 from exporter.signals import stop_on_signals
 from exporter.simulate_cli import main as simulate_main
 from exporter.state import SnapshotStore
+from exporter.webconfig import WebConfigError, summarize_web_config
+from exporter.websecurity import WebSecurity
 
 log = logging.getLogger("exporter")
 
@@ -81,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         dest="storage_path",
         metavar="DIR",
         help="directory of the remediation ledger (default from the config, else data/)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="web config file (exporter-toolkit format: TLS, basic auth, headers); default"
+        " from the config's web.config_file, else plain HTTP",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload (else it answers 403; SIGHUP always reloads)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -140,6 +156,15 @@ async def _serve(exporter: Exporter, host: str, port: int) -> None:
     await run_until_stopped(exporter, host, port, stop, lambda _port: None)
 
 
+def _problem(what: str, exc: Exception) -> int:
+    """Print a configuration problem (one line per key) for the user; the exit code."""
+    message = str(exc)
+    if "\n" in message:
+        message = "\n  " + message.replace("\n", "\n  ")
+    print(f"boomi-listener-exporter: {what}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `boomi-listener-exporter` and `python -m exporter`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -160,7 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo:
         host, port = listen_address(args, None)
         try:
-            return run_demo(host, port, storage_path=args.storage_path)
+            security = WebSecurity(args.web_config_file)
+        except WebConfigError as exc:
+            return _problem(f"bad web config file {args.web_config_file}", exc)
+        try:
+            return run_demo(host, port, security, storage_path=args.storage_path)
         except LedgerError as exc:
             print(f"boomi-listener-exporter: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -169,22 +198,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        message = str(exc)
-        if "\n" in message:
-            message = "\n  " + message.replace("\n", "\n  ")
-        print(f"boomi-listener-exporter: bad configuration: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.check_config:
-        print(f"Configuration {args.config} is valid.")
-        print(summarize(config))
-        return EXIT_OK
+        return _problem("bad configuration", exc)
     if args.once:
         store = asyncio.run(poll_once(config))
         print_table(store)
         return EXIT_OK if all(s.up for s in store.containers()) else EXIT_FAILURE
-    host, port = listen_address(args, config)
-    exporter = Exporter(config, config_path=args.config, storage_path=args.storage_path)
+    # The flag wins over web.config_file (whose relative name is relative to the config file).
+    web_path: str | Path | None = args.web_config_file or config.web.config_file
     try:
+        security = WebSecurity(web_path)  # the certificate files are read here too
+    except WebConfigError as exc:
+        return _problem(f"bad web config file {web_path}", exc)
+    if args.check_config:
+        print(f"Configuration {args.config} is valid.")
+        print(summarize(config))
+        if web_path is not None:
+            print(f"Web config file {web_path} is valid.")
+        print(summarize_web_config(security.config))
+        return EXIT_OK
+    host, port = listen_address(args, config)
+    try:
+        exporter = Exporter(
+            config,
+            config_path=args.config,
+            security=security,
+            enable_lifecycle=args.enable_lifecycle,
+            storage_path=args.storage_path,
+        )
         asyncio.run(_serve(exporter, host, port))
     except LedgerError as exc:
         # Remediation without its record would forget cooldowns on every restart.

@@ -23,6 +23,8 @@ from exporter.secretfile import DEFAULT_INTERVAL_SECONDS, SecretFile
 from exporter.state import SnapshotStore
 from exporter.watched_secrets import FileSecret, WatchedSecrets, current_webhook_auth
 from exporter.web import create_app, start_server
+from exporter.webconfig import WebConfigError
+from exporter.websecurity import WebSecurity
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class Exporter:
 
     With remediation enabled it owns the ledger under `storage.path` (or `storage_path`, the
     --storage.path flag, which wins over the file on every reload), opened at start.
+    `security` is the web config in force (default: `web.config_file` of the config, which raises
+    WebConfigError when it cannot be used); `enable_lifecycle` is the --web.enable-lifecycle
+    flag, on top of `web.enable_lifecycle`; the watcher re-reads the server's certificate files
+    every `secret_check_seconds`.
     """
 
     def __init__(
@@ -62,11 +68,14 @@ class Exporter:
         config: Config,
         *,
         config_path: str | Path | None = None,
+        security: WebSecurity | None = None,
+        enable_lifecycle: bool = False,
         secret_check_seconds: float = DEFAULT_INTERVAL_SECONDS,
         storage_path: str | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.web = security if security is not None else WebSecurity(config.web.config_file)
         self.storage_path = storage_path
         self.ledger: Ledger | None = None
         self.store = SnapshotStore()
@@ -74,7 +83,9 @@ class Exporter:
         # One for the daemon: accounts of one Boomi user share its count of rejected sign-ins.
         self.gates = CredentialGates()
         self.secrets = WatchedSecrets(
-            on_change=self._secret_changed, interval_seconds=secret_check_seconds
+            on_change=self._secret_changed,
+            interval_seconds=secret_check_seconds,
+            also=self.web.refreshables,
         )
         self.secrets.follow(config)
         self.clients: dict[str, BoomiClient] = {
@@ -111,7 +122,10 @@ class Exporter:
             reload=self.reload if config_path is not None else None,
             notices=self.notices,
             ledger=lambda: self.ledger,
+            lifecycle=enable_lifecycle or config.web.enable_lifecycle,
         )
+        self.web.install(self.app)
+        # Renewed certificates (cert-manager) are served without a restart.
         self._runner: web.AppRunner | None = None
         self._reloading = asyncio.Lock()
 
@@ -188,21 +202,36 @@ class Exporter:
         except LedgerError:
             await self.stop()
             raise
-        self._runner, bound = await start_server(self.app, host, port)
+        self._runner, bound = await start_server(
+            self.app, host, port, ssl_context=self.web.ssl_context
+        )
         self.secrets.start()
         for account in self.config.accounts:
             refresher = self._refresher(account, self.config)
             self.refreshers[account.account_id] = refresher
             refresher.start()
         self._log_remediation()
+        self._warn_insecure()
         log.info(
-            "serving on http://%s:%d/metrics, polling %d containers of %d accounts",
+            "serving on %s://%s:%d/metrics (%s), polling %d containers of %d accounts",
+            self.web.scheme,
             host or "0.0.0.0",
             bound,
+            self.web.describe(),
             sum(len(targets) for targets in self._targets.values()),
             len(self.config.accounts),
         )
         return bound
+
+    def _warn_insecure(self) -> None:
+        # At start and at every reload, so the setting is never forgotten in a quiet log.
+        for account in self.config.accounts:
+            if account.tls_config.insecure_skip_verify:
+                log.warning(
+                    "account %s: tls_config.insecure_skip_verify is true: Boomi's certificate is"
+                    " NOT checked, so anyone on the way can read the Boomi credentials",
+                    account.account_id,
+                )
 
     def _log_remediation(self) -> None:
         remediation = self.config.remediation
@@ -226,10 +255,12 @@ class Exporter:
         async with self._reloading:
             try:
                 new = load_config(self.config_path)
-            except ConfigError as exc:
+                self.web.reload()  # the web config file's users and headers
+            except (ConfigError, WebConfigError) as exc:
                 self.metrics.config_reload_successful.set(0)
-                log.error("reload refused, keeping the running configuration: %s", exc)
-                return False, str(exc)
+                where = "web config file: " if isinstance(exc, WebConfigError) else ""
+                log.error("reload refused, keeping the running configuration: %s%s", where, exc)
+                return False, f"{where}{exc}"
             try:
                 await self.open_ledger(new)  # remediation enabled by this reload
             except LedgerError as exc:
@@ -237,6 +268,7 @@ class Exporter:
                 log.error("reload refused, keeping the running configuration: %s", exc)
                 return False, str(exc)
             await self._apply(new)
+            self._warn_insecure()
             self.metrics.config_reload_successful.set(1)
             self.metrics.config_reload_time.set_to_current_time()
             log.info("configuration reloaded from %s", self.config_path)
@@ -298,6 +330,9 @@ class Exporter:
             )
         if new.storage != old.storage and self.ledger is not None:
             log.warning("storage changed: restart the exporter to apply it")
+        for key in ("config_file", "enable_lifecycle"):
+            if getattr(new.web, key) != getattr(old.web, key):
+                log.warning("web.%s changed: restart the exporter to apply it", key)
         self.config = new
         if new.remediation != old.remediation:
             self._log_remediation()
@@ -320,7 +355,7 @@ class Exporter:
 
 async def poll_once(config: Config) -> SnapshotStore:
     """Poll every configured container once, concurrently, name what was found; the store."""
-    exporter = Exporter(config)
+    exporter = Exporter(config, security=WebSecurity(None))  # no server: no web config to read
     for client in exporter.clients.values():
         # The Atom query goes first here, and alone: it is the one to try the credentials.
         client.credentials.status_probes = False

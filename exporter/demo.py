@@ -10,17 +10,18 @@ from exporter.config import Config
 from exporter.daemon import Exporter, run_until_stopped
 from exporter.signals import stop_on_signals
 from exporter.simulator import Simulator, serve
+from exporter.websecurity import WebSecurity
 
 DEMO_ACCOUNT = "demo-account"
 # A demo value, printed in the banner; a real deployment reads its token from a secret.
 DEMO_WEBHOOK_TOKEN = "demo-webhook-token"
 DEMO_BANNER = """
 Boomi listener exporter demo (Ctrl-C to stop)
-  exporter landing page:  http://localhost:{port}/
-  metrics:                http://localhost:{port}/metrics
+  exporter landing page:  {scheme}://localhost:{port}/
+  metrics:                {scheme}://localhost:{port}/metrics
   simulated Boomi API:    {base_url}/{account}   (user {username}, password {password})
   simulator state:        {control_url}/__simulator/state
-  remediation webhook:    POST http://localhost:{port}/webhook/alertmanager
+  remediation webhook:    POST {scheme}://localhost:{port}/webhook/alertmanager
                           (Authorization: Bearer {token}; restarts errored listeners)
   remediation decisions:  http://localhost:{port}/api/v1/actions   (the ledger: {ledger})
 The fleet flaps now and then: listeners go errored or paused and come back.
@@ -58,7 +59,7 @@ def demo_config(base_url: str, sim: Simulator) -> Config:
     )
 
 
-async def _demo(host: str, port: int, storage_path: str | None) -> None:
+async def _demo(host: str, port: int, security: WebSecurity, storage_path: str | None) -> None:
     # Three runtimes in the PROD and TEST environments, and one attached to none.
     sim = Simulator.with_fleet(
         account_id=DEMO_ACCOUNT,
@@ -69,7 +70,7 @@ async def _demo(host: str, port: int, storage_path: str | None) -> None:
     )
     runner, base_url = await serve(sim, "127.0.0.1", 0)
     flapping = asyncio.create_task(sim.flap(interval_seconds=15, probability=0.08))
-    exporter = Exporter(demo_config(base_url, sim), storage_path=storage_path)
+    exporter = Exporter(demo_config(base_url, sim), security=security, storage_path=storage_path)
     stop = stop_on_signals()
     account = sim.accounts[DEMO_ACCOUNT]
 
@@ -77,6 +78,7 @@ async def _demo(host: str, port: int, storage_path: str | None) -> None:
         print(
             DEMO_BANNER.format(
                 port=bound,
+                scheme=security.scheme,
                 base_url=base_url,
                 account=DEMO_ACCOUNT,
                 username=account.username,
@@ -97,11 +99,18 @@ async def _demo(host: str, port: int, storage_path: str | None) -> None:
         await runner.cleanup()
 
 
-def run_demo(host: str, port: int, *, storage_path: str | None = None) -> int:
-    """Run the demo until SIGINT/SIGTERM; exit code 0. Its remediation ledger is at
-    `storage_path` (the --storage.path flag), else `data/` in the working directory.
+def run_demo(
+    host: str,
+    port: int,
+    security: WebSecurity | None = None,
+    *,
+    storage_path: str | None = None,
+) -> int:
+    """Run the demo until SIGINT/SIGTERM, serving with `security` (TLS, basic auth); exit 0.
+    Its remediation ledger is at `storage_path` (the --storage.path flag), else `data/` in the
+    working directory.
 
     LedgerError if the ledger cannot be opened.
     """
-    asyncio.run(_demo(host, port, storage_path))
+    asyncio.run(_demo(host, port, security or WebSecurity(None), storage_path))
     return 0

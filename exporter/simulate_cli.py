@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 from collections.abc import Sequence
 
 from exporter.config import parse_listen_address
@@ -34,11 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="lock a user after N rejected sign-ins, as Boomi does after six (default 6)",
     )
+    parser.add_argument(
+        "--tls-cert", metavar="PATH", help="serve HTTPS with this PEM certificate (and chain)"
+    )
+    parser.add_argument("--tls-key", metavar="PATH", help="the certificate's unencrypted PEM key")
     return parser
 
 
-async def _run(sim: Simulator, host: str, port: int) -> None:
-    runner, base_url = await serve(sim, host, port)
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server SSLContext for the simulator; ValueError says what is wrong (no traceback)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_file, key_file, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise ValueError(f"cannot load them: {exc.reason or 'not valid PEM'}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read them: {exc.strerror or 'read error'}") from None
+    return context
+
+
+async def _run(sim: Simulator, host: str, port: int, context: ssl.SSLContext | None) -> None:
+    runner, base_url = await serve(sim, host, port, ssl_context=context)
     print(describe(sim, base_url), flush=True)
     stop = stop_on_signals()
     try:
@@ -55,6 +72,14 @@ def main(argv: Sequence[str]) -> int:
         host, port = parse_listen_address(args.listen)
     except ValueError as exc:
         parser.error(f"--listen: {exc}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    context = None
+    if args.tls_cert is not None:
+        try:
+            context = server_context(args.tls_cert, args.tls_key)
+        except ValueError as exc:
+            parser.error(f"--tls-cert/--tls-key: {exc}")
     if args.containers < 0 or args.listeners_per_container < 0 or args.rate_limit_rps <= 0:
         parser.error(
             "--containers and --listeners-per-container must be >= 0, --rate-limit-rps > 0"
@@ -72,5 +97,5 @@ def main(argv: Sequence[str]) -> int:
         password=args.password,
         lockout_after=args.lockout_after,
     )
-    asyncio.run(_run(sim, host or "127.0.0.1", port))
+    asyncio.run(_run(sim, host or "127.0.0.1", port, context))
     return 0

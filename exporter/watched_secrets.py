@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from pydantic import SecretStr
@@ -61,15 +61,18 @@ def secret_paths(config: Config) -> dict[str, str]:
 
 
 class WatchedSecrets:
-    """The secret files of the running config, each stat-ed every `interval_seconds`."""
+    """The secret files of the running config, each stat-ed every `interval_seconds`, and
+    `also` (the web server's certificate files), by one watcher task."""
 
     def __init__(
         self,
         *,
         on_change: Callable[[SecretFile], None] | None = None,
         interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+        also: Iterable[Refreshable] = (),
     ) -> None:
         self._files: dict[str, SecretFile] = {}
+        self._also = tuple(also)
         self._on_change = on_change
         self._watcher = SecretWatcher(on_change=self._changed, interval_seconds=interval_seconds)
         self._task: asyncio.Task[None] | None = None
@@ -85,7 +88,7 @@ class WatchedSecrets:
             path: self._files.get(path) or SecretFile(path, label=label)
             for path, label in wanted.items()
         }
-        self._watcher.replace(self._files.values())
+        self._watcher.replace([*self._files.values(), *self._also])
 
     def problems(self) -> list[str]:
         """One sentence per file whose current content is not in use (no values)."""

@@ -9,6 +9,7 @@ benchmark alike.
 from __future__ import annotations
 
 import html
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ Notices = Callable[[], list[str]]
 
 STORE_KEY = web.AppKey("store", SnapshotStore)
 RELOAD_KEY: web.AppKey[Reload | None] = web.AppKey("reload")
+LIFECYCLE_KEY = web.AppKey("lifecycle", bool)
+LIFECYCLE_DISABLED = "Lifecycle API is not enabled."
 METRICS_KEY = web.AppKey("metrics", ExporterMetrics)
 NOTICES_KEY: web.AppKey[Notices | None] = web.AppKey("notices")
 
@@ -61,7 +64,12 @@ async def ready_handler(request: web.Request) -> web.Response:
 
 
 async def reload_handler(request: web.Request) -> web.Response:
-    """Re-read the configuration file: 200 when applied, 400 (with the reason) when refused."""
+    """Re-read the configuration file: 200 when applied, 400 (with the reason) when refused.
+
+    403 unless the lifecycle API is enabled, as in Prometheus (SIGHUP works regardless).
+    """
+    if not request.app[LIFECYCLE_KEY]:
+        return web.Response(status=403, text=LIFECYCLE_DISABLED + "\n")
     reload = request.app[RELOAD_KEY]
     if reload is None:
         return web.Response(status=400, text="No configuration file to reload (demo mode).\n")
@@ -152,17 +160,19 @@ def create_app(
     reload: Reload | None = None,
     notices: Notices | None = None,
     ledger: LedgerSource = lambda: None,
+    lifecycle: bool = False,
 ) -> web.Application:
     """The exporter's aiohttp application; `extra_routes` adds e.g. the remediation webhook,
-    `reload` (re-read the config: ok, message) serves `POST /-/reload`, `notices` are
-    sentences the landing page shows above the containers (secret files, stopped calls),
-    `ledger` (the open remediation ledger, or None) serves `GET /api/v1/actions` and the
+    `reload` (re-read the config: ok, message) serves `POST /-/reload` when `lifecycle` is on,
+    `notices` are sentences the landing page shows above the containers (secret files, stopped
+    calls), `ledger` (the open remediation ledger, or None) serves `GET /api/v1/actions` and the
     page's decisions."""
     app = web.Application()
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
     app[RELOAD_KEY] = reload
     app[NOTICES_KEY] = notices
+    app[LIFECYCLE_KEY] = lifecycle
     app.router.add_get("/", landing_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/-/healthy", healthy_handler)
@@ -174,11 +184,13 @@ def create_app(
     return app
 
 
-async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_server(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     """Serve `app` on host:port (port 0: any free one); the runner and the port really bound.
 
-    The caller stops the server with `await runner.cleanup()`. Signals are the CLI's business,
-    not aiohttp's.
+    With `ssl_context` the port speaks HTTPS only (the web config file's TLS). The caller stops
+    the server with `await runner.cleanup()`. Signals are the CLI's business, not aiohttp's.
     """
     runner = web.AppRunner(
         app,
@@ -191,7 +203,7 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise

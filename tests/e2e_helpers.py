@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ ALERT_RULES = PROMETHEUS_DIR / "alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "alerts.test.yml"
 ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 DASHBOARD = REPO_ROOT / "grafana" / "dashboards" / "boomi-listeners.json"
+# The TLS and basic-auth setup the compose demo ships (deploy/docker-compose.tls.yml).
+TLS_DIR = REPO_ROOT / "deploy" / "compose" / "tls"
+MAKE_CERTS = TLS_DIR / "make-certs.sh"
 
 JOB = "boomi-listener-exporter"
 REMEDIATION_RECEIVER = "boomi-remediation"
@@ -97,9 +101,15 @@ def write_fast_rules(path: Path, for_duration: str = "1s") -> Path:
 
 
 def write_prometheus_config(
-    path: Path, *, exporter: str, rules: Path, alertmanager: str | None
+    path: Path,
+    *,
+    exporter: str,
+    rules: Path,
+    alertmanager: str | None,
+    scrape_tls: dict[str, Any] | None = None,
 ) -> Path:
-    """prometheus.yml with 1 s scrapes and evaluations, pointed at test addresses."""
+    """prometheus.yml with 1 s scrapes and evaluations, pointed at test addresses; the job
+    gets `scrape_tls` (scheme, tls_config, basic_auth) when given."""
     document = load_yaml(PROMETHEUS_CONFIG)
     assert document["rule_files"] == ["alerts.yml"], "prometheus.yml no longer loads alerts.yml"
     document["global"]["scrape_interval"] = "1s"
@@ -108,6 +118,7 @@ def write_prometheus_config(
     (job,) = [c for c in document["scrape_configs"] if c["job_name"] == JOB]
     job["scrape_timeout"] = "1s"  # may not exceed the interval
     job["static_configs"] = [{"targets": [exporter]}]
+    job.update(scrape_tls or {})
     if alertmanager is None:
         del document["alerting"]
     else:
@@ -115,8 +126,11 @@ def write_prometheus_config(
     return write_yaml(path, document)
 
 
-def write_alertmanager_config(path: Path, *, webhook_url: str, token_file: Path) -> Path:
-    """alertmanager.yml with the webhook at `webhook_url` and notifications after 1 s."""
+def write_alertmanager_config(
+    path: Path, *, webhook_url: str, token_file: Path, ca_file: Path | None = None
+) -> Path:
+    """alertmanager.yml with the webhook at `webhook_url` and notifications after 1 s; with
+    `ca_file`, the webhook's tls_config of the shipped TLS setup, trusting that CA."""
     document = load_yaml(ALERTMANAGER_CONFIG)
     (route,) = [r for r in document["route"]["routes"] if r["receiver"] == REMEDIATION_RECEIVER]
     assert route["matchers"] == ['remediate="true"', 'environment_classification!="TEST"'], route
@@ -131,7 +145,54 @@ def write_alertmanager_config(path: Path, *, webhook_url: str, token_file: Path)
     assert authorization["type"] == "Bearer", authorization
     webhook["url"] = webhook_url
     authorization["credentials_file"] = str(token_file)
+    if ca_file is not None:
+        (tls_webhook,) = _tls_receiver()["webhook_configs"]
+        assert tls_webhook["url"].startswith("https://"), tls_webhook
+        tls_config = dict(tls_webhook["http_config"]["tls_config"])
+        assert set(tls_config) == {"ca_file"}, tls_config
+        webhook["http_config"]["tls_config"] = tls_config | {"ca_file": str(ca_file)}
     return write_yaml(path, document)
+
+
+# -- the shipped TLS and basic-auth setup ------------------------------------------------------
+
+
+def _tls_receiver() -> dict[str, Any]:
+    document = load_yaml(TLS_DIR / "alertmanager.yml")
+    (receiver,) = [r for r in document["receivers"] if r["name"] == REMEDIATION_RECEIVER]
+    return dict(receiver)
+
+
+def make_certificates(directory: Path) -> Path:
+    """Run the shipped make-certs.sh (openssl) into `directory`: ca.crt, exporter.crt/.key."""
+    require_binary("openssl", package="openssl")
+    subprocess.run(["sh", str(MAKE_CERTS), str(directory)], check=True, capture_output=True)
+    return directory
+
+
+def write_tls_web_config(path: Path, certificates: Path) -> Path:
+    """The shipped TLS web config, its certificate files in `certificates`."""
+    document = load_yaml(TLS_DIR / "web-config.yml")
+    tls = document["tls_server_config"]
+    tls["cert_file"] = str(certificates / Path(tls["cert_file"]).name)
+    tls["key_file"] = str(certificates / Path(tls["key_file"]).name)
+    return write_yaml(path, document)
+
+
+def tls_scrape_settings(ca_file: Path, password_file: Path) -> dict[str, Any]:
+    """scheme, tls_config and basic_auth of the shipped TLS scrape job, with test file paths."""
+    document = load_yaml(TLS_DIR / "prometheus.yml")
+    (job,) = [c for c in document["scrape_configs"] if c["job_name"] == JOB]
+    settings = {key: job[key] for key in ("scheme", "tls_config", "basic_auth")}
+    assert settings["scheme"] == "https", settings
+    settings["tls_config"] = settings["tls_config"] | {"ca_file": str(ca_file)}
+    settings["basic_auth"] = settings["basic_auth"] | {"password_file": str(password_file)}
+    return settings
+
+
+def demo_scrape_password() -> str:
+    """The demo password of the TLS setup (its hash is in web-config.yml)."""
+    return (TLS_DIR / "prometheus-password").read_text(encoding="utf-8").strip()
 
 
 # -- the dashboard ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from exporter.boomi.settings import ClientSettings
 from exporter.config import Config
@@ -41,6 +42,7 @@ CHANGES: dict[str, tuple[tuple[str | int, ...], object]] = {
     "max_auth_failures": (("accounts", 0, "max_auth_failures"), 3),
     "auth_failure_backoff_seconds": (("accounts", 0, "auth_failure_backoff_seconds"), 60),
     "request_timeout_seconds": (("poll", "request_timeout_seconds"), 9),
+    "transport": (("accounts", 0, "proxy_url"), "http://proxy.corp.example:3128"),
 }
 
 
@@ -89,6 +91,39 @@ def test_settings_the_client_is_not_built_from_are_no_change(
     path: tuple[str | int, ...], value: object, tmp_path: Path
 ) -> None:
     assert settings_of(BASE) == settings_of(changed(path, value, tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("proxy_url", "http://user:pw@proxy.corp.example:3128"),
+        ("proxy_from_environment", True),
+        ("tls_config", {"insecure_skip_verify": True}),
+        ("tls_config", {"server_name": "api.boomi.com"}),
+        ("tls_config", {"min_version": "TLS13"}),
+    ],
+)
+def test_every_proxy_and_tls_key_rebuilds_the_client(key: str, value: object) -> None:
+    before = settings_of(BASE)
+    after = settings_of(changed(("accounts", 0, key), value))
+    assert before.transport != after.transport
+    assert before != after
+
+
+def test_a_replaced_ca_file_rebuilds_the_client_on_reload(tmp_path: Path) -> None:
+    ca_file = tmp_path / "corp-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    data = changed(("accounts", 0, "tls_config"), {"ca_file": str(ca_file)})
+    before = settings_of(data)
+    assert before == settings_of(data)
+    trustme.CA().cert_pem.write_to_path(str(ca_file))  # same path, new contents
+    assert settings_of(data) != before
+
+
+def test_the_proxy_password_stays_out_of_the_settings_repr() -> None:
+    settings = settings_of(changed(("accounts", 0, "proxy_url"), "http://u:Pr0xyPw@proxy:3128"))
+    assert "Pr0xyPw" not in repr(settings)
+    assert settings.transport.proxy_url == "http://u:Pr0xyPw@proxy:3128"
 
 
 def test_the_password_stays_out_of_the_settings_repr() -> None:

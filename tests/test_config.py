@@ -25,6 +25,7 @@ from exporter.config import (
     PollConfig,
     RemediationConfig,
     StorageConfig,
+    TLSClientConfig,
     WebConfig,
     WebhookAuthConfig,
     load_config,
@@ -624,6 +625,7 @@ def test_example_config_documents_every_option() -> None:
         BasicAuthConfig,
         DiscoveryConfig,
         NamesConfig,
+        TLSClientConfig,
     ]
     names = {"password_file", "bearer_token_file"}
     for model in models:

@@ -2,14 +2,19 @@
 shipped alert rules) -> Alertmanager (with the shipped routing) -> the exporter's webhook.
 
 Everything listens on 127.0.0.1; Prometheus and Alertmanager run as child processes that the
-fixtures stop. Alert `for:` durations and Alertmanager waits are shortened, nothing else.
+fixtures stop. Alert `for:` durations and Alertmanager waits are shortened, nothing else. The
+restart test runs the shipped TLS and basic-auth setup (deploy/compose/tls): the exporter serves
+HTTPS with basic auth, Prometheus scrapes it with scheme https, tls_config.ca_file and
+basic_auth.password_file, and Alertmanager calls the webhook over TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from exporter.config import Config
+from exporter.daemon import Exporter
+from exporter.websecurity import WebSecurity
 from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
 from tests.e2e_helpers import (
     JOB,
@@ -24,19 +32,24 @@ from tests.e2e_helpers import (
     PAGING_RECEIVER,
     REMEDIATION_RECEIVER,
     TEST_VARIABLES,
+    TLS_DIR,
     HttpService,
     ManagedProcess,
     Prometheus,
     PromQLError,
     dashboard_queries,
+    demo_scrape_password,
     free_port,
     load_dashboard,
+    make_certificates,
     require_binary,
     substitute_variables,
+    tls_scrape_settings,
     wait_until,
     write_alertmanager_config,
     write_fast_rules,
     write_prometheus_config,
+    write_tls_web_config,
 )
 
 pytestmark = pytest.mark.e2e
@@ -71,11 +84,13 @@ async def remediation_outcomes(
 
 def address(running: Running) -> str:
     """host:port of the exporter, as a scrape target."""
-    return running.url.removeprefix("http://")
+    return running.url.removeprefix("http://").removeprefix("https://")
 
 
-StartPrometheus = Callable[[str, str | None], Awaitable[Prometheus]]
-StartAlertmanager = Callable[[str, str], Awaitable[HttpService]]
+# (exporter, alertmanager, scrape_tls=None); (webhook URL, token, ca_file=None)
+StartPrometheus = Callable[..., Awaitable[Prometheus]]
+StartAlertmanager = Callable[..., Awaitable[HttpService]]
+StartTlsExporter = Callable[[Config], Awaitable[Running]]
 
 
 @pytest.fixture
@@ -92,12 +107,18 @@ async def start_prometheus(
     binary = require_binary("prometheus", package="prometheus")
     processes: list[ManagedProcess] = []
 
-    async def start(exporter: str, alertmanager: str | None) -> Prometheus:
+    async def start(
+        exporter: str, alertmanager: str | None, scrape_tls: dict[str, Any] | None = None
+    ) -> Prometheus:
         directory = tmp_path / "prometheus"
         directory.mkdir()
         rules = write_fast_rules(directory / "alerts.yml")
         config = write_prometheus_config(
-            directory / "prometheus.yml", exporter=exporter, rules=rules, alertmanager=alertmanager
+            directory / "prometheus.yml",
+            exporter=exporter,
+            rules=rules,
+            alertmanager=alertmanager,
+            scrape_tls=scrape_tls,
         )
         port = free_port()
         process = await ManagedProcess.start(
@@ -129,13 +150,16 @@ async def start_alertmanager(
     )
     processes: list[ManagedProcess] = []
 
-    async def start(webhook_url: str, token: str) -> HttpService:
+    async def start(webhook_url: str, token: str, ca_file: Path | None = None) -> HttpService:
         directory = tmp_path / "alertmanager"
         directory.mkdir()
         token_file = directory / "boomi-webhook-token"
         token_file.write_text(token + "\n", encoding="utf-8")  # as `echo token > file` writes it
         config = write_alertmanager_config(
-            directory / "alertmanager.yml", webhook_url=webhook_url, token_file=token_file
+            directory / "alertmanager.yml",
+            webhook_url=webhook_url,
+            token_file=token_file,
+            ca_file=ca_file,
         )
         port = free_port()
         process = await ManagedProcess.start(
@@ -158,6 +182,39 @@ async def start_alertmanager(
     yield start
     for process in processes:
         await process.stop()
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> Path:
+    """The shipped make-certs.sh run into a test folder: ca.crt, exporter.crt, exporter.key."""
+    return make_certificates(tmp_path / "tls")
+
+
+@pytest.fixture
+async def start_tls_exporter(tmp_path: Path, certificates: Path) -> AsyncIterator[StartTlsExporter]:
+    """The exporter with the shipped TLS web config; a session that trusts the demo CA and
+    sends the demo scrape credentials."""
+    started: list[Running] = []
+
+    async def start(config: Config) -> Running:
+        web_config = write_tls_web_config(tmp_path / "web-config.yml", certificates)
+        exporter = Exporter(config, security=WebSecurity(web_config))
+        port = await exporter.start("127.0.0.1", 0)
+        trust = ssl.create_default_context(cafile=str(certificates / "ca.crt"))
+        credentials = base64.b64encode(f"prometheus:{demo_scrape_password()}".encode()).decode()
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=trust),
+            headers={"Authorization": f"Basic {credentials}"},
+            timeout=aiohttp.ClientTimeout(total=5),
+        )
+        running = Running(exporter, f"https://127.0.0.1:{port}", session)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.session.close()
+        await running.exporter.stop()
 
 
 async def scraped_a_few_times(prometheus: Prometheus) -> bool | None:
@@ -365,12 +422,13 @@ async def dashboard_filters_by_environment(
 
 
 @pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 1.0}], indirect=True)
-async def test_errored_listener_is_restarted_through_alertmanager(
+async def test_errored_listener_is_restarted_through_alertmanager_over_tls(
     sim_server: SimServer,
-    start_exporter: StartExporter,
+    start_tls_exporter: StartTlsExporter,
     start_prometheus: StartPrometheus,
     start_alertmanager: StartAlertmanager,
-    session: aiohttp.ClientSession,
+    certificates: Path,
+    tmp_path: Path,
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
         sim = sim_server.sim
@@ -395,7 +453,7 @@ async def test_errored_listener_is_restarted_through_alertmanager(
             if classification_of(listener.container_id) == "TEST"
         )
         token = secrets.token_urlsafe(24)
-        running = await start_exporter(
+        running = await start_tls_exporter(
             config_for(
                 sim_server,
                 interval_seconds=1,
@@ -409,7 +467,15 @@ async def test_errored_listener_is_restarted_through_alertmanager(
             )
         )
         webhook_url = f"{running.url}/webhook/alertmanager"
-        async with session.post(
+        # The exporter's port speaks TLS with basic auth; only the probes and the webhook
+        # (guarded by its bearer token) are open without the scrape credentials.
+        trust = ssl.create_default_context(cafile=str(certificates / "ca.crt"))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as anonymous:
+            async with anonymous.get(f"{running.url}/metrics") as response:
+                assert response.status == 401
+            async with anonymous.get(f"{running.url}/-/healthy") as response:
+                assert response.status == 200
+        async with running.session.post(
             webhook_url, json={}, headers={"Authorization": f"Bearer {token}"}
         ) as response:
             if response.status in (404, 405):
@@ -418,9 +484,14 @@ async def test_errored_listener_is_restarted_through_alertmanager(
                     f"POST /webhook/alertmanager answered {response.status} although remediation "
                     "is enabled: the exporter does not serve the remediation webhook"
                 )
-        alertmanager = await start_alertmanager(webhook_url, token)
+        ca_file = certificates / "ca.crt"
+        alertmanager = await start_alertmanager(webhook_url, token, ca_file)
+        password_file = tmp_path / "prometheus-password"
+        password_file.write_text((TLS_DIR / "prometheus-password").read_text(encoding="utf-8"))
         prometheus = await start_prometheus(
-            address(running), alertmanager.url.removeprefix("http://")
+            address(running),
+            alertmanager.url.removeprefix("http://"),
+            tls_scrape_settings(ca_file, password_file),
         )
 
         async def explain() -> str:

@@ -279,6 +279,7 @@ async def test_reload_adds_and_removes_containers_and_refuses_a_bad_config(
     }  # fmt: skip
     base["accounts"][0]["containers"] = [{"id": first}, {"id": second}]
     base["storage"] = {"path": str(tmp_path / "data")}
+    base["web"]["enable_lifecycle"] = True  # POST /-/reload, as Prometheus, only when enabled
     path = tmp_path / "config.yaml"
     write(path, base)
     exporter = Exporter(config_for(sim_server).model_validate(base), config_path=path)

@@ -79,6 +79,7 @@ from exporter.boomi.shapes import (
     process_bulk_body,
     retry_after_seconds,
 )
+from exporter.boomi.transport import Route, Transport, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class BoomiClient:
         auth_failure_backoff_seconds: float = 300.0,
         max_auth_failures: int = DEFAULT_MAX_AUTH_FAILURES,
         gates: CredentialGates | None = None,
+        transport: Transport | None = None,
         retry: RetryPolicy = RetryPolicy(),
         on_request: RequestObserver | None = None,
         clock: Clock = time.monotonic,
@@ -167,6 +169,8 @@ class BoomiClient:
             backoff_seconds=auth_failure_backoff_seconds,
             clock=clock,
         )
+        # Proxy and TLS (exporter.boomi.transport), decided once: one client, one host.
+        self.route: Route = (transport or Transport()).route(self._url)
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_seconds)
         self._retry = retry
         self._on_request = on_request
@@ -188,10 +192,17 @@ class BoomiClient:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(self._on_headers_sent)
             self._session = aiohttp.ClientSession(
+                connector=self.route.connector(),
                 trace_configs=[trace],
                 timeout=self._timeout,
-                # Authorization goes with each request: the secret may change under a session.
-                headers={"Accept": "application/json", "Content-Type": "application/json"},
+                # Authorization goes with each request: the secret may change under a session,
+                # and aiohttp copies a session's default headers into a proxy's CONNECT, so the
+                # proxy would see the Boomi password.
+                headers={
+                    "Accept": "application/json",
+                    "Content-Type": "application/json",
+                    **self.route.session_headers,
+                },
                 raise_for_status=False,
             )
         return self._session
@@ -298,7 +309,11 @@ class BoomiClient:
             kwargs["json"] = call.json_body
         try:
             async with session.request(
-                call.method, f"{self._url}/{call.path}", trace_request_ctx=slot, **kwargs
+                call.method,
+                f"{self._url}/{call.path}",
+                trace_request_ctx=slot,
+                **self.route.request_options,
+                **kwargs,
             ) as response:
                 raw = await response.read()
                 status = response.status
@@ -306,10 +321,16 @@ class BoomiClient:
                 content_type = response.content_type
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe(operation, "error", started)
+            failure = describe_failure(exc, self.route)
+            if failure is not None and not failure.retry:  # a certificate, say: say what to set
+                self.credentials.unanswered(ticket, ProbeFailure("error", failure.message))
+                raise ApiError(
+                    failure.message, operation=operation, container_id=container_id, code="error"
+                ) from None
             kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            failure = ProbeFailure("error", f"transport failure ({kind})")
-            self.credentials.unanswered(ticket, failure)
-            raise _Retryable("error", failure.message) from exc
+            reason = failure.message if failure is not None else f"transport failure ({kind})"
+            self.credentials.unanswered(ticket, ProbeFailure("error", reason))
+            raise _Retryable("error", reason) from exc
         self._observe(operation, str(status), started)
         if status in (401, 403):
             raise self.credentials.rejected(operation, ticket, status, container_id)

@@ -1,9 +1,10 @@
 """The exporter's configuration: one model per YAML section, and the loader that checks them.
 
 Modules: ``base`` (what every model shares), ``accounts``, ``polling`` (poll and names), ``web``,
-``storage``, ``remediation`` (one per section), ``schema`` (the whole document) and ``loading``
-(YAML, ``${ENV}``, errors in English). Every name is re-exported here, so ``from
-exporter.config import X`` is the one import the rest of the exporter needs.
+``storage``, ``remediation`` (one per section), ``http`` (an account's proxy and TLS),
+``schema`` (the whole document) and ``loading`` (YAML, ``${ENV}``, errors in English). Every
+name is re-exported here, so ``from exporter.config import X`` is the one import the rest of
+the exporter needs.
 """
 
 from exporter.config.accounts import (
@@ -14,6 +15,7 @@ from exporter.config.accounts import (
     ContainerType,
     DiscoveryConfig,
 )
+from exporter.config.http import HTTPClientConfig, TLSClientConfig
 from exporter.config.loading import ConfigError, load_config, parse_config
 from exporter.config.polling import NamesConfig, PollConfig
 from exporter.config.remediation import (
@@ -38,12 +40,14 @@ __all__ = [
     "ContainerStatus",
     "ContainerType",
     "DiscoveryConfig",
+    "HTTPClientConfig",
     "ListenerState",
     "NamesConfig",
     "PollConfig",
     "RemediationAction",
     "RemediationConfig",
     "StorageConfig",
+    "TLSClientConfig",
     "WebConfig",
     "WebhookAuthConfig",
     "WebhookAuthSetting",

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from exporter.boomi.environments import EnvironmentClassification
 from exporter.config.base import StrictModel, error_at, no_repeats, secret_from_file
+from exporter.config.http import HTTPClientConfig
 
 DEFAULT_BASE_URL = "https://api.boomi.com/api/rest/v1"
 
@@ -56,8 +57,11 @@ class DiscoveryConfig(StrictModel):
     )
 
 
-class AccountConfig(StrictModel):
-    """One Boomi account: API credentials, this exporter's rate budget and its containers."""
+class AccountConfig(HTTPClientConfig):
+    """One Boomi account: API credentials, this exporter's rate budget and its containers.
+
+    The proxy and TLS keys (Prometheus's http_config names) come from `HTTPClientConfig`.
+    """
 
     account_id: str = Field(min_length=1)
     # The client appends the account id; a trailing '/' is removed so that join stays simple.

@@ -1,11 +1,14 @@
-"""The ``web`` section: where the HTTP server listens, and the ``HOST:PORT`` parser."""
+"""The ``web`` section: where the HTTP server listens, its web config file, the lifecycle API;
+and the ``HOST:PORT`` parser."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
+from typing import Any
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
 from exporter.config.base import StrictModel
 
@@ -39,9 +42,23 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 
 class WebConfig(StrictModel):
-    """Where the HTTP server (metrics, landing page, webhook) listens."""
+    """Where the HTTP server (metrics, landing page, webhook) listens, and how it is secured."""
 
     listen_address: str = "0.0.0.0:9877"
+    # The --web.config.file (exporter-toolkit format: TLS, basic auth, headers); the flag wins.
+    config_file: Path | None = None
+    # POST /-/reload is refused (403) unless this or --web.enable-lifecycle is set, as in
+    # Prometheus: anyone who can reach the port could otherwise make it re-read its files.
+    enable_lifecycle: bool = False
+
+    @field_validator("config_file", mode="before")
+    @classmethod
+    def _resolve_config_file(cls, value: Any, info: ValidationInfo) -> Any:
+        base_dir = info.context.get("base_dir") if isinstance(info.context, dict) else None
+        relative = isinstance(value, str) and value and not Path(value).is_absolute()
+        if relative and isinstance(base_dir, Path):
+            return str(base_dir / value)
+        return value
 
     @field_validator("listen_address")
     @classmethod

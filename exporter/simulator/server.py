@@ -21,6 +21,7 @@ import dataclasses
 import json
 import random
 import shlex
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -300,22 +301,28 @@ class Simulator(World):
 
 
 async def serve(
-    sim: Simulator, host: str = "127.0.0.1", port: int = 0
+    sim: Simulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start the simulator on host:port (0: any free port); return the runner and API base URL.
 
-    The caller stops it with ``await runner.cleanup()``.
+    With ``ssl_context`` (a server context holding the certificate) it speaks HTTPS only, and the
+    URL says https. The caller stops it with ``await runner.cleanup()``.
     """
     runner = web.AppRunner(sim.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound_port = runner.addresses[0][1]
     # A wildcard address is not somewhere a client can connect to; loopback is.
     url_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     if ":" in url_host:
         url_host = f"[{url_host}]"
-    return runner, f"http://{url_host}:{bound_port}{API_PREFIX}"
+    scheme = "https" if ssl_context is not None else "http"
+    return runner, f"{scheme}://{url_host}:{bound_port}{API_PREFIX}"
 
 
 def describe(sim: Simulator, base_url: str) -> str:
