@@ -103,9 +103,11 @@ def test_settings_the_client_is_not_built_from_are_no_change(
         ("tls_config", {"min_version": "TLS13"}),
     ],
 )
-def test_every_proxy_and_tls_key_rebuilds_the_client(key: str, value: object) -> None:
+def test_every_proxy_and_tls_key_rebuilds_the_client(
+    key: str, value: object, tmp_path: Path
+) -> None:
     before = settings_of(BASE)
-    after = settings_of(changed(("accounts", 0, key), value))
+    after = settings_of(changed(("accounts", 0, key), value, tmp_path))
     assert before.transport != after.transport
     assert before != after
 
@@ -113,15 +115,16 @@ def test_every_proxy_and_tls_key_rebuilds_the_client(key: str, value: object) ->
 def test_a_replaced_ca_file_rebuilds_the_client_on_reload(tmp_path: Path) -> None:
     ca_file = tmp_path / "corp-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(ca_file))
-    data = changed(("accounts", 0, "tls_config"), {"ca_file": str(ca_file)})
+    data = changed(("accounts", 0, "tls_config"), {"ca_file": str(ca_file)}, tmp_path)
     before = settings_of(data)
     assert before == settings_of(data)
     trustme.CA().cert_pem.write_to_path(str(ca_file))  # same path, new contents
     assert settings_of(data) != before
 
 
-def test_the_proxy_password_stays_out_of_the_settings_repr() -> None:
-    settings = settings_of(changed(("accounts", 0, "proxy_url"), "http://u:Pr0xyPw@proxy:3128"))
+def test_the_proxy_password_stays_out_of_the_settings_repr(tmp_path: Path) -> None:
+    proxy_url = "http://u:Pr0xyPw@proxy:3128"
+    settings = settings_of(changed(("accounts", 0, "proxy_url"), proxy_url, tmp_path))
     assert "Pr0xyPw" not in repr(settings)
     assert settings.transport.proxy_url == "http://u:Pr0xyPw@proxy:3128"
 
