@@ -199,7 +199,9 @@ class FleetRefresher:
             ]
         except BoomiError as exc:
             self.environment_failures += 1
-            level = logging.DEBUG if self._environments_failing else logging.WARNING
+            # Rejected credentials are the credentials rule's one line to log, not this one's.
+            quiet = self._environments_failing or isinstance(exc, AuthError)
+            level = logging.DEBUG if quiet else logging.WARNING
             self._environments_failing = True
             log.log(
                 level,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.boomi import AccountResultDelays, ResultDelay, ResultLooks
@@ -150,6 +150,8 @@ def test_issue_19_an_always_lying_first_get_no_longer_raises_the_estimate_to_its
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
+# Found once in a full run: exactly 1.35 GETs a cycle against a bound of 1.35.
+@example(base=1.0, spread=0.1, change=1.0, lie_share=0.0, latency=0.3, seed=0)
 @given(
     base=st.floats(0.05, 20.0),
     spread=st.sampled_from([0.0, 0.1, 0.2]),
@@ -173,7 +175,8 @@ def test_any_delay_pattern_and_first_get_behaviour_converge(
     # The cost: about one GET a cycle while first GETs tell the truth, two when they lie.
     truthful_gets = 1.0 + 2 * spread + 0.15
     max_gets = 2.0 + spread + 0.15 if lie_share else truthful_gets
-    assert sum(c.gets for c in tail) / len(tail) <= max_gets
+    # 1e-9: the bound is a sum of floats (1.0 + 2 * 0.1 + 0.15 is 1.3499999999999999).
+    assert sum(c.gets for c in tail) / len(tail) <= max_gets + 1e-9
     # Freshness and the estimate: near the real delay, whatever the first GETs do.
     high, low = after * (1 + spread), after * (1 - spread)
     for c in tail:
