@@ -162,7 +162,12 @@ async def _serve(args: argparse.Namespace) -> None:
     store = SnapshotStore()
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
-    app = create_app(store, metrics)
+    if args.variant == "static":
+        from bench.floor import static_app  # noqa: PLC0415 - floor imports this module
+
+        app = static_app(metrics)
+    else:
+        app = create_app(store, metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
