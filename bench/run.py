@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import common, firstpicture, floor, memcpu, memory, poll, remediation, scrape
 
-VARIANTS = ["current", "static"]
+VARIANTS = ["current", "static", "static-stream"]
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 
