@@ -228,7 +228,7 @@ class _Piece:
     """Exposition text and its raw deflate segment.
 
     The segment ends in a sync flush, so any other such segment may follow it in one stream.
-    Either may become a view into its part's joined bytes (see `_Part`); both stay unchanged.
+    Either may be swapped for a view of the same bytes in its part's joined ones (`_Part`).
     """
 
     text: Chunk
