@@ -254,6 +254,9 @@ async def simulator_process(
     rate_limit_rps: float,
     result_delay_seconds: float,
     seed: int = 0,
+    account_id: str = SIM_ACCOUNT,
+    username: str = SIM_USERNAME,
+    password: str = SIM_PASSWORD,
 ) -> AsyncIterator[SimulatorProcess]:
     """Run the simulator alone in a child process on a free loopback port until the block ends."""
     port = free_port()
@@ -274,6 +277,12 @@ async def simulator_process(
         f"{result_delay_seconds:g}",
         "--seed",
         str(seed),
+        "--account-id",
+        account_id,
+        "--username",
+        username,
+        "--password",
+        password,
     ]
     process = await asyncio.create_subprocess_exec(
         *command,

@@ -10,7 +10,7 @@ not counted) scrapes /metrics every 15 s with Prometheus's headers, as a Prometh
 A cycle k is complete when every container has finished k polls (wrapping the store's
 `record_success`/`record_failure` on the instance to count them). At each cycle mark the
 benchmark records VmRSS and this process's CPU time (getrusage: user + system). The CPU spent
-inside `ExporterMetrics.render` (scrapes) is measured separately and subtracted to give the
+inside `ExporterMetrics.exposition` (scrapes) is measured separately and subtracted to give the
 CPU of polling alone.
 """
 
@@ -40,6 +40,7 @@ from bench.common import (
 from bench.scrape import PROMETHEUS_ACCEPT
 from exporter.config import Config
 from exporter.daemon import Exporter
+from exporter.exposition import Exposition
 
 RSS_TARGET_MB = 100.0
 GROWTH_TARGET = 0.02
@@ -130,9 +131,9 @@ async def run(
         store.record_failure = counting(store.record_failure, True)  # type: ignore[method-assign]
         render_cpu = [0.0]
         render_calls = [0]
-        original_render = exporter.metrics.render
+        original_render = exporter.metrics.exposition
 
-        def timed_render(accept_header: str | None, *, gzip: bool = False) -> tuple[bytes, str]:
+        def timed_render(accept_header: str | None, *, gzip: bool = False) -> Exposition:
             started = time.process_time()
             try:
                 return original_render(accept_header, gzip=gzip)
@@ -140,7 +141,7 @@ async def run(
                 render_cpu[0] += time.process_time() - started
                 render_calls[0] += 1
 
-        exporter.metrics.render = timed_render  # type: ignore[method-assign]
+        exporter.metrics.exposition = timed_render  # type: ignore[method-assign]
         port = await exporter.start("127.0.0.1", 0)
         url = f"http://127.0.0.1:{port}/metrics"
         start_rss = rss_bytes()

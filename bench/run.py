@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from bench import common, memcpu, poll, remediation, scrape, scrape_tls
+from bench import common, firstpicture, floor, memcpu, memory, poll, remediation, scrape, scrape_tls
 
-VARIANTS = ["current"]
+VARIANTS = ["current", "static", "static-stream"]
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 
@@ -75,6 +75,30 @@ async def _memcpu(args: argparse.Namespace) -> dict[str, Any]:
         budget=args.budget,
         profile=args.profile,
     )
+
+
+async def _first_picture(args: argparse.Namespace) -> dict[str, Any]:
+    return await firstpicture.run(
+        fleets=args.fleets,
+        rps=args.rate_limit,
+        interval=args.interval,
+        repeat=args.repeat,
+        seed=args.seed,
+    )
+
+
+async def _floor(args: argparse.Namespace) -> dict[str, Any]:
+    return await floor.run(
+        containers=args.containers,
+        listeners=args.listeners,
+        rounds=args.rounds,
+        requests=args.requests,
+        polling=args.polling,
+    )
+
+
+async def _memory(args: argparse.Namespace) -> dict[str, Any]:
+    return memory.run(containers=args.containers, listeners=args.listeners, rounds=args.rounds)
 
 
 async def _remediation(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,6 +180,38 @@ def build_parser() -> argparse.ArgumentParser:
     memcpu.add_argument("--profile", metavar="FILE", help="write cProfile stats of cycles 2..")
     memcpu.add_argument("--label", default="", help="write results/memcpu-LABEL.json")
 
+    first = sub.add_parser(
+        "first-picture", help="issue 18: start to the first complete picture, per account"
+    )
+    first.add_argument(
+        "--fleets",
+        nargs="+",
+        default=["1x50", "1x200", "1x1000", "5x200"],
+        help="AxN: A accounts of N containers, each account its own rate limit",
+    )
+    first.add_argument("--rate-limit", type=float, default=10.0, help="per account, both sides")
+    first.add_argument("--interval", type=float, default=600.0, help="poll.interval_seconds")
+    first.add_argument("--repeat", type=int, default=1, help="runs per fleet")
+    first.add_argument("--seed", type=int, default=1)
+    first.add_argument("--label", default="", help="write results/first-picture-LABEL.json")
+
+    floor = sub.add_parser("floor", help="issue 18: /metrics against a static server, RSS")
+    floor.add_argument("--containers", type=int, nargs="+", default=[1000])
+    floor.add_argument("--listeners", type=int, default=10, help="per container")
+    floor.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    floor.add_argument("--requests", type=int, default=40, help="per scraper, format, round")
+    floor.add_argument(
+        "--polling", action=argparse.BooleanOptionalAction, default=True,
+        help="also the polling-store scenario",
+    )  # fmt: skip
+    floor.add_argument("--label", default="", help="write results/floor-LABEL.json")
+
+    memory = sub.add_parser("memory", help="issue 18: where 10,000 listeners' memory goes")
+    memory.add_argument("--containers", type=int, default=1000)
+    memory.add_argument("--listeners", type=int, default=10, help="per container")
+    memory.add_argument("--rounds", type=int, default=20, help="rounds of polls and scrapes")
+    memory.add_argument("--label", default="", help="write results/memory-LABEL.json")
+
     remediation = sub.add_parser("remediation", help="target 6: webhook latency, restart delay")
     remediation.add_argument("--rounds", type=int, default=40, help="webhook posts timed")
     remediation.add_argument("--alerts", type=int, default=50, help="alerts per payload")
@@ -183,6 +239,9 @@ RUNNERS: dict[str, Runner] = {
     "scrape-tls": _scrape_tls,
     "memcpu": _memcpu,
     "remediation": _remediation,
+    "memory": _memory,
+    "first-picture": _first_picture,
+    "floor": _floor,
 }
 
 

@@ -14,9 +14,10 @@ loop. Two scenarios:
   seconds. Each scraper pauses `pause` seconds between scrapes, the second one starting half a
   pause later (two Prometheus servers are not in step).
 
-Variants: `current` is the exporter as it is (`ExporterMetrics.render`). The in-process costs
-include the old way, prometheus_client's `generate_latest` over `SnapshotCollector` and the
-exporter's registry, as the exporter rendered before its cache.
+Variants: `current` is the exporter as it is (`ExporterMetrics.exposition`), `static` the floor
+of `bench.floor` (the same bytes rendered once). The in-process costs include the old way,
+prometheus_client's `generate_latest` over `SnapshotCollector` and the exporter's registry, as
+the exporter rendered before its cache.
 """
 
 from __future__ import annotations
@@ -162,7 +163,12 @@ async def _serve(args: argparse.Namespace) -> None:
     store = SnapshotStore()
     metrics = ExporterMetrics(store)
     fill(store, metrics, fleet)
-    app = create_app(store, metrics)
+    if args.variant.startswith("static"):
+        from bench.floor import static_app  # noqa: PLC0415 - floor imports this module
+
+        app = static_app(metrics, stream=args.variant == "static-stream")
+    else:
+        app = create_app(store, metrics)
     # As the daemon serves: with --web-config TLS and basic auth (bench/scrape_tls.py).
     security = WebSecurity(args.web_config)
     security.install(app)
@@ -249,14 +255,15 @@ def _exporter_costs(fleet: Fleet) -> tuple[dict[str, Any], SnapshotStore, Export
     def flip() -> None:
         update_one(store, metrics, fleet, next(counter), flip=True)
 
+    # What /metrics asks for: the body's chunks (`render` would join them).
     def text() -> object:
-        return metrics.render(None)
+        return metrics.exposition(None)
 
     def gzipped() -> object:
-        return metrics.render(None, gzip=True)
+        return metrics.exposition(None, gzip=True)
 
     def prometheus() -> object:
-        return metrics.render(PROMETHEUS_ACCEPT, gzip=True)
+        return metrics.exposition(PROMETHEUS_ACCEPT, gzip=True)
 
     costs = {
         "first_gzip_ms": _ms(gzipped, 1)["median"],

@@ -26,8 +26,12 @@ The body is three parts, each kept until something it shows changes:
 Every piece keeps, beside its text, its own raw deflate segment ending in a sync flush; such
 segments may follow one another, so a gzip body is the cached segments, the compressed tail and
 a trailer whose CRC is continued over the three parts. The middle's segment is stored (level 0),
-which is cheaper than compressing what changes with every poll. Text bodies are joined only when
-a text scrape comes. Caches of containers that are no longer tracked are dropped.
+which is cheaper than compressing what changes with every poll. A part's text is joined only when
+a text scrape comes, and then kept with its version like its segments. Once a part's text or
+segments are joined, each piece holds a view into them rather than its own copy, so the
+listener families are held once, not twice (10 MB at 10,000 listeners). A body is served as
+its chunks (`Exposition`): the cached parts and the fresh tail, never copied into one per scrape.
+Caches of containers that are no longer tracked are dropped.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.boomi import LISTENER_STATUSES, ListenerStatus
+from exporter.exposition import Chunk, Exposition
 from exporter.negotiation import accepts_openmetrics
 from exporter.state import ContainerSnapshot, SnapshotStore
 
@@ -239,15 +244,16 @@ def _container_lines(
     return tuple(map("".join, lines.values()))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Piece:
     """Exposition text and its raw deflate segment.
 
     The segment ends in a sync flush, so any other such segment may follow it in one stream.
+    Either may be swapped for a view of the same bytes in its part's joined ones (`_Part`).
     """
 
-    text: bytes
-    deflated: bytes
+    text: Chunk
+    deflated: Chunk
 
 
 _NOTHING = _Piece(b"", b"")
@@ -261,19 +267,44 @@ def _piece(text: str, level: int = 1) -> _Piece:
     return _Piece(data, compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
 
 
+def _views(joined: bytes, sizes: list[int]) -> Iterator[memoryview | None]:
+    """Consecutive views of `joined`, one per size (None for an empty one).
+
+    Empty pieces are shared (`_NOTHING`); a view would tie them to one part's bytes.
+    """
+    view, offset = memoryview(joined), 0
+    for size in sizes:
+        yield view[offset : offset + size] if size else None
+        offset += size
+
+
 class _Part:
-    """A part of the body (head or middle) rendered for one version of the store, as pieces."""
+    """A part of the body (head or middle) rendered for one version of the store, as pieces.
+
+    Joining the pieces' segments (now) or texts (on first use) leaves each piece with a view
+    into the joined bytes instead of its own copy: a piece that the next version reuses is
+    then copied from that view into the next part, and the old bytes go with the last view.
+    """
 
     def __init__(self, version: int, pieces: list[_Piece]) -> None:
         self.version = version
         self._pieces = pieces
         self.size = sum(len(piece.text) for piece in pieces)
         self.deflated = b"".join(piece.deflated for piece in pieces)
+        sizes = [len(piece.deflated) for piece in pieces]
+        for piece, view in zip(pieces, _views(self.deflated, sizes), strict=True):
+            if view is not None:
+                piece.deflated = view
 
     @cached_property
     def text(self) -> bytes:
         """The part's exposition text, joined on first use (gzip scrapes never need it)."""
-        return b"".join(piece.text for piece in self._pieces)
+        text = b"".join(piece.text for piece in self._pieces)
+        sizes = [len(piece.text) for piece in self._pieces]
+        for piece, view in zip(self._pieces, _views(text, sizes), strict=True):
+            if view is not None:
+                piece.text = view
+        return text
 
     @cached_property
     def crc(self) -> int:
@@ -399,7 +430,7 @@ class SnapshotRenderer:
         return self._middle
 
 
-def gzip_join(head: _Part, middle: _Part, tail: bytes) -> bytes:
+def gzip_chunks(head: _Part, middle: _Part, tail: bytes) -> tuple[Chunk, ...]:
     """One gzip member of `head.text + middle.text + tail`, from the parts' cached segments.
 
     Python's zlib cannot combine CRCs, so the CRC is continued over the middle and the tail
@@ -411,7 +442,7 @@ def gzip_join(head: _Part, middle: _Part, tail: bytes) -> bytes:
     crc = zlib.crc32(tail, zlib.crc32(middle.text, head.crc))
     size = (head.size + middle.size + len(tail)) & 0xFFFFFFFF
     trailer = struct.pack("<II", crc, size)
-    return b"".join((header, head.deflated, middle.deflated, body, trailer))
+    return (header, head.deflated, middle.deflated, body, trailer)
 
 
 class CredentialsCollector(Collector):
@@ -484,7 +515,12 @@ class ExporterMetrics:
         self.remediation_actions.labels(*labels, outcome).inc()
 
     def render(self, accept_header: str | None, *, gzip: bool = False) -> tuple[bytes, str]:
-        """The whole exposition in the format asked for (gzip-compressed if `gzip`)."""
+        """The whole exposition in the format asked for (gzip-compressed if `gzip`), joined."""
+        body = self.exposition(accept_header, gzip=gzip)
+        return body.join(), body.content_type
+
+    def exposition(self, accept_header: str | None, *, gzip: bool = False) -> Exposition:
+        """The whole exposition in the format asked for, as chunks: what /metrics serves."""
         if accepts_openmetrics(accept_header):
             own = openmetrics.exposition.generate_latest(self.registry)  # type: ignore[no-untyped-call]
             content_type = OPENMETRICS_CONTENT_TYPE
@@ -493,5 +529,5 @@ class ExporterMetrics:
             content_type = TEXT_CONTENT_TYPE
         head, middle = self.snapshot.head(), self.snapshot.middle()
         if gzip:
-            return gzip_join(head, middle, own), content_type
-        return b"".join((head.text, middle.text, own)), content_type
+            return Exposition(gzip_chunks(head, middle, own), content_type, gzip=True)
+        return Exposition((head.text, middle.text, own), content_type)

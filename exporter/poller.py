@@ -1,10 +1,11 @@
 """The scheduler: keeps every configured container's listener statuses fresh in the store.
 
 One asyncio task per container runs the ListenerStatus cycle (query -> token -> GET until
-settled) on the poll interval, with a start jitter of at most 10% of it, one cycle in flight at
-a time. Containers of an account share the account's `BoomiClient`, so their cycles are
-pipelined through its rate limiter: many queries in flight at once, results fetched as they
-settle. A failure is recorded for its container only.
+settled) on the poll interval, one cycle in flight at a time. The first cycle starts at once;
+later ones start on their slot with a jitter of at most 10% of the interval. Containers of an
+account share the account's `BoomiClient`, so their cycles are pipelined through its rate
+limiter: many queries in flight at once, results fetched as they settle. A failure is recorded
+for its container only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.boomi import AuthError, BoomiClient, BoomiError
@@ -45,6 +46,8 @@ class Poller:
         result_timeout_seconds: float,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._clients = clients
         self._store = store
@@ -52,6 +55,8 @@ class Poller:
         self._result_timeout = result_timeout_seconds
         self._rng = rng or random.Random()
         self._wall_clock = wall_clock
+        self._clock = clock  # the schedule's: when each cycle starts
+        self._sleep = sleep
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._targets: dict[tuple[str, str], Target] = {}
         self._failure_kinds: dict[tuple[str, str], str] = {}  # of the failing containers
@@ -94,13 +99,17 @@ class Poller:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, key: tuple[str, str]) -> None:
-        loop = asyncio.get_running_loop()
-        next_start = loop.time()
+        next_start = self._clock()
+        # The first cycle starts at once: the account's rate limiter already spreads the first
+        # queries of its containers, and a start jitter only put off the first complete picture
+        # (and /-/ready) by up to 10% of the interval, 60 s at 600 s. Later cycles start on
+        # their slot plus a jitter, which keeps them spread.
+        jitter = 0.0
         while True:
-            jitter = self._rng.uniform(0, JITTER_FRACTION * self._interval)
-            await asyncio.sleep(max(0.0, next_start + jitter - loop.time()))
-            started = loop.time()
+            await self._sleep(max(0.0, next_start + jitter - self._clock()))
+            started = self._clock()
             await self.poll(self._targets[key])
+            jitter = self._rng.uniform(0, JITTER_FRACTION * self._interval)
             # Fixed cadence from the planned start; an overrun cycle skips missed slots.
             next_start += self._interval
             if next_start < started:

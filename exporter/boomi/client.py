@@ -436,12 +436,14 @@ class BoomiClient:
 
         GETs are timed by the container's learnt result delay (`exporter.boomi.delays`), so a
         cycle usually costs the query and one GET. Raises ResultTimeout when nothing settles
-        within `result_timeout_seconds`.
+        within `result_timeout_seconds` of the query's answer.
         `urgent` (remediation) puts both calls ahead of polling in the rate limiter's queue.
         """
         query_priority = PRIORITY_REMEDIATION if urgent else PRIORITY_STATUS
         result_priority = PRIORITY_REMEDIATION if urgent else PRIORITY_RESULT
-        deadline = self._clock() + result_timeout_seconds
+        # Counted from the first query's answer: a wait for the rate limiter is not a wait for
+        # Boomi, and at 1,000 containers and 10/s the last query waits 200 s for its turn.
+        deadline: float | None = None
         looks = self.result_delays.looks(container_id)
         restarts_left = 1
         while True:
@@ -449,6 +451,8 @@ class BoomiClient:
                 container_id, listener_id, priority=query_priority
             )
             queried_at = self._clock()
+            if deadline is None:
+                deadline = queried_at + result_timeout_seconds
             looks.start()
             while True:
                 remaining = deadline - self._clock()
