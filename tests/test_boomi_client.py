@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import random
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -21,10 +22,42 @@ from exporter.boomi import (
     RetryPolicy,
     TokenExpired,
 )
-from exporter.simulator import Faults
-from tests.conftest import ACCOUNT, SimServer
+from exporter.simulator import Faults, Simulator, serve
+from tests.conftest import ACCOUNT, FAST_RETRY, SimServer
+from tests.sim_log import CHANGE, QUERY, RESULT, requests
+from tests.simulator_helpers import FakeClock
 
 ClientFactory = Callable[..., BoomiClient]
+
+
+@asynccontextmanager
+async def on_fake_time(
+    make_sim: Callable[..., Simulator], **options: object
+) -> AsyncIterator[tuple[SimServer, BoomiClient]]:
+    """The simulator and a client on one fake clock, which moves only when the client sleeps.
+
+    What the client learns, and how far apart its requests arrive, is then exact however busy
+    the machine is.
+    """
+    clock = FakeClock()
+    sim = make_sim(clock=clock, **options)
+    runner, base_url = await serve(sim, "127.0.0.1", 0)
+    account = sim.accounts[ACCOUNT]
+    client = BoomiClient(
+        ACCOUNT,
+        base_url=base_url,
+        username=account.username,
+        password=account.password,
+        max_requests_per_second=40,
+        retry=FAST_RETRY,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    try:
+        yield SimServer(sim, base_url), client
+    finally:
+        await client.close()
+        await runner.cleanup()
 
 
 def test_backoff_is_bounded_full_jitter() -> None:
@@ -80,23 +113,22 @@ async def test_settled_empty_container(sim_server: SimServer, make_client: Clien
     assert listeners == ()
 
 
-@pytest.mark.parametrize("sim_server", [{"result_delay_seconds": 0.6}], indirect=True)
 async def test_slow_result_is_waited_for_and_the_delay_is_learnt(
-    sim_server: SimServer, make_client: ClientFactory
+    make_sim: Callable[..., Simulator],
 ) -> None:
-    client = make_client()
-    container = sim_server.container_ids()[0]
-    await client.fetch_listener_statuses(container, result_timeout_seconds=5)
-    first_gets = sim_server.count("GET listener_status_result")
-    assert first_gets >= 3  # probing: 0.1 s, 0.2 s, 0.4 s...
-    for _ in range(6):
+    async with on_fake_time(make_sim, result_delay_seconds=0.6) as (sim_server, client):
+        container = sim_server.container_ids()[0]
         await client.fetch_listener_statuses(container, result_timeout_seconds=5)
-    assert 0.5 < client.expected_result_delay < 1.0
-    sim_server.sim.reset_counters()
-    for _ in range(4):
-        await client.fetch_listener_statuses(container, result_timeout_seconds=5)
-    # Having learnt the delay, a cycle costs the query and about one GET.
-    assert sim_server.count("GET listener_status_result") / 4 <= 2.0
+        first_gets = sim_server.count("GET listener_status_result")
+        assert first_gets >= 3  # probing: 0.1 s, 0.2 s, 0.4 s...
+        for _ in range(6):
+            await client.fetch_listener_statuses(container, result_timeout_seconds=5)
+        assert 0.5 < client.expected_result_delay < 1.0
+        sim_server.sim.reset_counters()
+        for _ in range(4):
+            await client.fetch_listener_statuses(container, result_timeout_seconds=5)
+        # Having learnt the delay, a cycle costs the query and about one GET.
+        assert sim_server.count("GET listener_status_result") / 4 <= 2.0
 
 
 async def test_result_that_never_settles_times_out(
@@ -192,15 +224,16 @@ async def test_503_storm_is_retried_and_recovers(
     assert sim_server.sim.throttled > 0
 
 
-async def test_permanent_503_raises_rate_limited(
-    sim_server: SimServer, make_client: ClientFactory
-) -> None:
-    sim_server.sim.set_faults(Faults(throttle_rate=1.0, retry_after_seconds=0.05))
-    started = time.monotonic()
-    with pytest.raises(RateLimited):
-        await make_client().query_listener_status(sim_server.container_ids()[0])
+async def test_permanent_503_raises_rate_limited(make_sim: Callable[..., Simulator]) -> None:
+    async with on_fake_time(make_sim) as (sim_server, client):
+        # Longer than any back-off of FAST_RETRY's first attempts, so it is the wait that shows.
+        sim_server.sim.set_faults(Faults(throttle_rate=1.0, retry_after_seconds=0.5))
+        with pytest.raises(RateLimited):
+            await client.query_listener_status(sim_server.container_ids()[0])
     assert sim_server.count("POST listener_status_query 503") == 4  # RetryPolicy.attempts
-    assert time.monotonic() - started >= 3 * 0.05  # Retry-After honoured between attempts
+    arrivals = [entry.at for entry in requests(sim_server.sim, QUERY)]
+    # Retry-After honoured between attempts, on the simulator's (fake) clock.
+    assert [b - a >= 0.5 for a, b in itertools.pairwise(arrivals)] == [True, True, True]
 
 
 @pytest.mark.parametrize(
@@ -366,7 +399,7 @@ async def test_rate_limiter_keeps_concurrent_callers_under_the_account_limit(
 
     async def recording_acquire(priority: int = 0) -> float:
         stamp = await original(priority)
-        sent.append(time.monotonic())
+        sent.append(stamp)
         return stamp
 
     client.limiter.acquire = recording_acquire  # type: ignore[method-assign]
@@ -377,9 +410,11 @@ async def test_rate_limiter_keeps_concurrent_callers_under_the_account_limit(
     assert len(results) == 24
     assert sim_server.sim.throttled == 0
     served = sum(sim_server.sim.request_counts.values())
-    assert served == len(sent) >= 48
-    sent.sort()
-    most = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
+    assert served == len(sent) >= 48  # every request went through the limiter
+    # Counted in windows of the simulator's own clock, as Boomi counts: when requests arrive.
+    arrived = sorted(entry.at for entry in sim_server.sim.request_log)
+    assert len(arrived) == served
+    most = max(sum(1 for t in arrived[i:] if t < start + 1.0) for i, start in enumerate(arrived))
     assert most <= 10
 
 
@@ -393,45 +428,65 @@ async def test_results_are_fetched_when_ready_not_after_every_other_query(
 ) -> None:
     """40 containers at 20/s: the queries alone fill two windows, results are ready in 0.3 s.
 
-    Result GETs go ahead of queries still waiting, and the learnt delay counts from when the
-    settling GET went out. So the first 20 containers' GETs leave in the next window (1.05 s,
-    the earliest the limit allows), not after the other 20 queries (2.1 s), and that is what
-    every container learns.
+    Result GETs go ahead of queries still waiting. So the first 20 containers' GETs leave in
+    the next window (the earliest the limit allows), ahead of the other 20 queries, which
+    were waiting longer; each container's result is fetched in the window after its query.
+    The learnt delay counts from when the settling GET went out, so what a container learns is
+    at most what the simulator saw between its query and its result.
     """
     client = make_client(max_requests_per_second=20)
     containers = sim_server.container_ids()
     await asyncio.gather(
         *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
     )
-    learnt = [client.result_delays.seconds(c) for c in containers]
-    assert all(seconds is not None and seconds < 1.5 for seconds in learnt), learnt
     assert sim_server.count("GET listener_status_result 503") == 0
+    log = sim_server.sim.request_log
+    query_seqs = [entry.seq for entry in requests(sim_server.sim, QUERY)]
+    first_batch = {e.container_id for e in requests(sim_server.sim, QUERY)[:20]}
+    first_batch_gets = [
+        e.seq for e in requests(sim_server.sim, RESULT) if e.container_id in first_batch
+    ]
+    # In line, the other 20 queries (waiting since the start) would all go first.
+    assert len(query_seqs) == 40 and len(first_batch_gets) == 20
+    assert max(first_batch_gets) < query_seqs[20], [(e.route, e.container_id) for e in log]
+    for container in containers:
+        (query,) = requests(sim_server.sim, QUERY, container_id=container)
+        settling = requests(sim_server.sim, RESULT, container_id=container)[-1]
+        learnt = client.result_delays.seconds(container)
+        assert learnt is not None and learnt <= settling.at - query.at, (container, learnt)
 
 
 @pytest.mark.parametrize(
     "sim_server",
-    [{"rate_limit_rps": 20, "containers": 60, "result_delay_seconds": 0.2}],
+    [{"rate_limit_rps": 20, "containers": 61, "result_delay_seconds": 0.2}],
     indirect=True,
 )
 async def test_remediation_calls_overtake_a_queued_poll_cycle(
     sim_server: SimServer, make_client: ClientFactory
 ) -> None:
-    """A restart's check and change go ahead of a queued cycle of 60 containers (about 6 s)."""
+    """A restart's check and change go ahead of a queued cycle of 60 containers (3 windows).
+
+    Counted in the order the simulator received the requests, not in seconds.
+    """
     client = make_client(max_requests_per_second=20)
-    containers = sim_server.container_ids()
+    *containers, target = sim_server.container_ids()
     cycle = asyncio.gather(
         *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
     )
     await asyncio.sleep(0.05)  # the cycle's queries are queued
-    target = containers[-1]
     listener = next(iter(sim_server.listeners_of(target)))
-    started = time.monotonic()
     await client.fetch_listener_statuses(target, listener, result_timeout_seconds=20, urgent=True)
     await client.change_listener_status(target, "pause", listener)
-    urgent_seconds = time.monotonic() - started
     await cycle
-    cycle_seconds = time.monotonic() - started
-    # Two windows at most (the limit allows the query at 1.05 s, the GET at 2.1 s), where
-    # waiting in line would take three (the queries of the cycle alone) and then some.
-    assert urgent_seconds < 3.0 < 5.0 < cycle_seconds, (urgent_seconds, cycle_seconds)
-    assert [call["listener_id"] for call in sim_server.sim.change_log] == [listener]
+    sim = sim_server.sim
+    cycle_queries = [e.seq for e in requests(sim, QUERY) if e.container_id != target]
+    (urgent_query,) = requests(sim, QUERY, container_id=target)
+    (change,) = requests(sim, CHANGE)
+    assert len(cycle_queries) == 60
+    # The limiter had granted the first window (20 queries) when the check was asked for; the
+    # check's query is the first of the next. Waiting in line, it would come after all 60.
+    assert sum(seq < urgent_query.seq for seq in cycle_queries) <= 20
+    # The change follows the check's result, and still comes before the cycle's last queries
+    # (the third window); in line it would come after all 60.
+    assert sum(seq < change.seq for seq in cycle_queries) < 60
+    assert [call["listener_id"] for call in sim.change_log] == [listener]
