@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.boomi import AuthError, BoomiClient, BoomiError
@@ -45,6 +45,8 @@ class Poller:
         result_timeout_seconds: float,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._clients = clients
         self._store = store
@@ -52,6 +54,8 @@ class Poller:
         self._result_timeout = result_timeout_seconds
         self._rng = rng or random.Random()
         self._wall_clock = wall_clock
+        self._clock = clock  # the schedule's: when each cycle starts
+        self._sleep = sleep
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._targets: dict[tuple[str, str], Target] = {}
         self._failure_kinds: dict[tuple[str, str], str] = {}  # of the failing containers
@@ -94,12 +98,11 @@ class Poller:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, key: tuple[str, str]) -> None:
-        loop = asyncio.get_running_loop()
-        next_start = loop.time()
+        next_start = self._clock()
         while True:
             jitter = self._rng.uniform(0, JITTER_FRACTION * self._interval)
-            await asyncio.sleep(max(0.0, next_start + jitter - loop.time()))
-            started = loop.time()
+            await self._sleep(max(0.0, next_start + jitter - self._clock()))
+            started = self._clock()
             await self.poll(self._targets[key])
             # Fixed cadence from the planned start; an overrun cycle skips missed slots.
             next_start += self._interval
