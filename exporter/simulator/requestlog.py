@@ -37,7 +37,7 @@ class LoggedRequest:
 class RequestLog:
     """The last `capacity` API requests in arrival order (the oldest go first)."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 2_000) -> None:
         self._entries: deque[LoggedRequest] = deque(maxlen=capacity)
         self._numbers = itertools.count(1)
         self.last_seq = 0  # of the latest arrival; 0 before the first
