@@ -18,6 +18,7 @@ from exporter.fleet import merge_targets, select_discovered
 from exporter.poller import Poller, Target
 from exporter.state import OFFLINE_ERROR, SnapshotStore
 from tests.conftest import ACCOUNT, Running, SimServer, StartExporter, config_for
+from tests.sim_log import queries, wait_for_cycles
 
 # -- pure parts ------------------------------------------------------------------------------
 
@@ -197,11 +198,12 @@ async def test_offline_runtime_is_shown_and_not_polled(
     assert {i["container_type"] for i in info} == {
         sim_server.account.containers[c].type for c in (offline, online)
     }
-    # Several intervals later: the offline runtime was never asked for listeners.
-    before = sim_server.count("POST listener_status_query")
-    await asyncio.sleep(1.5)
-    queries = sim_server.count("POST listener_status_query") - before
-    assert 2 <= queries <= 6  # the online one, every 0.4 s
+    # Ten cycles of the online one: the offline runtime was never asked for its listeners,
+    # except by a first poll that may have started before Boomi said OFFLINE. A poll of it
+    # ends when its result times out (2 s), and the next would query again.
+    sim = sim_server.sim
+    await wait_for_cycles(sim, [online], 10, after=0)
+    assert queries(sim, offline) <= 1
     snapshot = running.exporter.store.get(ACCOUNT, offline)
     assert snapshot is not None and not snapshot.up and "OFFLINE" in snapshot.last_error
     assert running.exporter.store.ready()
@@ -257,7 +259,9 @@ async def test_process_names_are_resolved_in_bulk_and_cached(
     samples = await running.wait_for(lambda s: len(names(s)) == 150, timeout=10)
     assert names(samples) == expected
     assert sim_server.count("POST process_bulk 200") == 2  # 150 ids, 100 a call
-    await asyncio.sleep(1.0)  # more polls, no more name lookups
+    # More polls of every container, and no more name lookups.
+    sim = sim_server.sim
+    await wait_for_cycles(sim, sim_server.container_ids(), 3, after=sim.request_log.last_seq)
     assert sim_server.count("POST process_bulk") == 2
     page = await running.text("/")
     assert "Orders WSS Listener" in page
