@@ -1,8 +1,8 @@
 """The ways the exporter is shipped: Dockerfile, the compose demo, the Kubernetes manifests and
 the wheel they are all built from.
 
-No Docker engine runs on the development machines or in CI, so no image is built or run here.
-Instead: hadolint lints the Dockerfile; the Dockerfile is checked against the code it packages
+These checks need no Docker engine (tests/test_image.py builds and runs the image where one
+runs): hadolint lints the Dockerfile; the Dockerfile is checked against the code it packages
 (listen port, console script, user id); the wheel is built from exactly the files .dockerignore
 lets into the build context, then installed offline from wheels and started, as the image's last
 stage does; the compose file is validated against the Compose specification and every file it
@@ -237,8 +237,10 @@ def test_image_labels_follow_the_oci_annotations() -> None:
     # No `source`: the project has no public repository address to name.
     for key in ("title", "description", "licenses", "version", "revision", "created"):
         assert f"org.opencontainers.image.{key}" in keys
-    license_text = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["license"]
-    assert f'org.opencontainers.image.licenses="{license_text["text"]}"' in labels
+    license_expression = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["license"]
+    # An SPDX expression, as both the package metadata (PEP 639) and the OCI label take it.
+    assert isinstance(license_expression, str)
+    assert f'org.opencontainers.image.licenses="{license_expression}"' in labels
     # The version label defaults to the package version (a build can still override it).
     assert f"VERSION={exporter.__version__}" in final_stage("ARG")
 
