@@ -735,7 +735,7 @@ async def test_wrong_password_is_not_retried_within_the_backoff(
     interval, containers = 0.2, 5
     running = await start_exporter(locked_config(sim_server, containers, None, interval))
     store = running.exporter.store
-    await wait_until(store.ready, 5)
+    await wait_until(store.ready, 30)
     first = rejected_logins(sim_server)
     assert 1 <= first <= containers
     # Ten intervals of every container, counted in the good account's polls.
@@ -776,7 +776,7 @@ async def test_simultaneous_first_polls_cost_one_rejected_login(
     of the interval) must not each try the wrong password."""
     containers, interval = 20, 0.1
     await start_exporter(locked_config(sim_server, containers, None, interval))
-    await wait_until(lambda: rejected_logins(sim_server) >= 1, 5)
+    await wait_until(lambda: rejected_logins(sim_server) >= 1, 30)
     sim = sim_server.sim
     await wait_for_cycles(sim, sim_server.container_ids(), 5, after=sim.request_log.last_seq)
     assert rejected_logins(sim_server) == 1
@@ -788,7 +788,7 @@ async def test_wrong_password_is_logged_at_error_once_per_container(
     caplog.set_level(logging.DEBUG)
     containers, interval = 3, 0.2
     await start_exporter(locked_config(sim_server, containers, None, interval))
-    await wait_until(lambda: rejected_logins(sim_server) >= 1, 5)
+    await wait_until(lambda: rejected_logins(sim_server) >= 1, 30)
     sim = sim_server.sim
     # Thirteen intervals, counted in the good account's polls.
     await wait_for_cycles(sim, sim_server.container_ids(), 13, after=sim.request_log.last_seq)
