@@ -438,32 +438,38 @@ async def test_results_are_fetched_when_ready_not_after_every_other_query(
 ) -> None:
     """40 containers at 20/s: the queries alone fill two windows, results are ready in 0.3 s.
 
-    Result GETs go ahead of queries still waiting. So the first 20 containers' GETs leave in
-    the next window (the earliest the limit allows), ahead of the other 20 queries, which
-    were waiting longer; each container's result is fetched in the window after its query.
-    The learnt delay counts from when the settling GET went out, so what a container learns is
-    at most what the simulator saw between its query and its result.
+    Result GETs go ahead of queries still waiting. So the first window's containers' GETs
+    leave in the next window (the earliest the limit allows), ahead of the other queries,
+    which were waiting longer: each container's result is fetched in the window after its
+    query. The learnt delay counts from when the settling GET went out, so what a container
+    learns is at most what the simulator saw between its query and its result.
     """
     client = make_client(max_requests_per_second=20)
+    # Signed in first: until the credentials are proven the client sends one request at a
+    # time, and the queries would join the limiter's queue one by one instead of together.
+    await client.query_atoms()
     containers = sim_server.container_ids()
     await asyncio.gather(
         *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
     )
+    sim = sim_server.sim
     assert sim_server.count("GET listener_status_result 503") == 0
-    log = sim_server.sim.request_log
-    query_seqs = [entry.seq for entry in requests(sim_server.sim, QUERY)]
-    first_batch = {e.container_id for e in requests(sim_server.sim, QUERY)[:20]}
-    first_batch_gets = [
-        e.seq for e in requests(sim_server.sim, RESULT) if e.container_id in first_batch
+    log = list(sim.request_log)
+    # The first window: the sign-in's Atom query and 19 queries; the other 21 wait.
+    assert [e.route for e in log[:20]] == ["atom_query"] + [QUERY] * 19, log[:21]
+    queries = requests(sim, QUERY)
+    assert len(queries) == 40
+    settling = {c: requests(sim, RESULT, container_id=c)[-1] for c in containers}
+    # In line, the 21 queries waiting since the start would all go before these results.
+    first_window = [e.container_id or "" for e in queries[:19]]
+    assert all(settling[c].seq < queries[19].seq for c in first_window), [
+        (e.route, e.container_id) for e in log
     ]
-    # In line, the other 20 queries (waiting since the start) would all go first.
-    assert len(query_seqs) == 40 and len(first_batch_gets) == 20
-    assert max(first_batch_gets) < query_seqs[20], [(e.route, e.container_id) for e in log]
-    for container in containers:
-        (query,) = requests(sim_server.sim, QUERY, container_id=container)
-        settling = requests(sim_server.sim, RESULT, container_id=container)[-1]
+    for query in queries:
+        container = query.container_id or ""
         learnt = client.result_delays.seconds(container)
-        assert learnt is not None and learnt <= settling.at - query.at, (container, learnt)
+        interval = settling[container].at - query.at
+        assert learnt is not None and learnt <= interval, (container, learnt)
 
 
 @pytest.mark.parametrize(
@@ -480,6 +486,9 @@ async def test_remediation_calls_overtake_a_queued_poll_cycle(
     Counted in the order the simulator received the requests, not in seconds.
     """
     client = make_client(max_requests_per_second=20)
+    # Signed in first, so that the cycle's queries join the limiter's queue together (see the
+    # test above).
+    await client.query_atoms()
     *containers, target = sim_server.container_ids()
     cycle = asyncio.gather(
         *(client.fetch_listener_statuses(c, result_timeout_seconds=20) for c in containers)
@@ -494,9 +503,9 @@ async def test_remediation_calls_overtake_a_queued_poll_cycle(
     (urgent_query,) = requests(sim, QUERY, container_id=target)
     (change,) = requests(sim, CHANGE)
     assert len(cycle_queries) == 60
-    # The limiter had granted the first window (20 queries) when the check was asked for; the
-    # check's query is the first of the next. Waiting in line, it would come after all 60.
-    assert sum(seq < urgent_query.seq for seq in cycle_queries) <= 20
+    # The limiter had granted the first window (the sign-in and 19 queries) when the check was
+    # asked for; the check's query is the first of the next. In line, it would come after all 60.
+    assert sum(seq < urgent_query.seq for seq in cycle_queries) <= 19
     # The change follows the check's result, and still comes before the cycle's last queries
     # (the third window); in line it would come after all 60.
     assert sum(seq < change.seq for seq in cycle_queries) < 60
