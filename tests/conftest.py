@@ -164,7 +164,10 @@ class Running:
                 result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return result
 
-    async def wait_for(self, predicate: Callable[[Samples], bool], timeout: float = 5.0) -> Samples:
+    async def wait_for(
+        self, predicate: Callable[[Samples], bool], timeout: float = 20.0
+    ) -> Samples:
+        # The timeout is a cap that only a hang reaches, never a measurement.
         deadline = time.monotonic() + timeout
         while True:
             samples = await self.samples()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -35,7 +36,7 @@ AUTH = {"Authorization": basic(USER, PASSWORD)}
 
 
 class FakeClock:
-    """A clock the test moves by hand."""
+    """A clock the test moves by hand, or that moves when the code under test sleeps on it."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -45,6 +46,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """An injectable sleep: let every task that is ready run first, then jump."""
+        # As on a real loop, where time passes only while everyone waits.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        self.now += max(0.0, seconds)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -681,7 +681,8 @@ DOCUMENTS = st.recursive(
 NO_SUCH_DIR = Path(__file__).resolve().parent / "no-such-dir"
 
 
-@settings(max_examples=300, deadline=None)
+# No deadline and no "too slow" health check: both are wall-clock verdicts on a busy machine.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=DOCUMENTS, wrap=st.booleans())
 def test_any_yaml_document_gives_a_config_or_a_config_error(document: Any, wrap: bool) -> None:
     if wrap:
@@ -691,7 +692,7 @@ def test_any_yaml_document_gives_a_config_or_a_config_error(document: Any, wrap:
         parse_config(text, env={"X": "5"}, base_dir=NO_SUCH_DIR)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(max_size=200))
 def test_any_text_gives_a_config_or_a_config_error(text: str) -> None:
     with contextlib.suppress(ConfigError):

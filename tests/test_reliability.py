@@ -5,9 +5,8 @@ accounts polled every second while the simulator injects every fault it has (abo
 answers) and flips listener statuses, plus a third account with a wrong password. It proves:
 no crash and nothing unhandled in the logs; every value on /metrics is one the simulator
 really had for that listener (and under its own container); the wrong-password account shows
-`boomi_container_up 0`; once the faults stop every container is fresh again within two
-intervals and a little slack; memory stays roughly flat. `run_soak` is also what
-`bench/soak.py` runs for longer.
+`boomi_container_up 0`; once the faults stop every container is fresh again within its first
+two polls; memory stays roughly flat. `run_soak` is also what `bench/soak.py` runs for longer.
 """
 
 from __future__ import annotations
@@ -29,12 +28,15 @@ from typing import Any
 import _pytest.logging
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config
 from exporter.daemon import Exporter
-from exporter.simulator import Faults, Simulator, serve
+from exporter.poller import Target
+from exporter.simulator import Faults, RequestLog, Simulator, serve
 from tests.conftest import ACCOUNT, SimServer, StartExporter, config_for
+from tests.sim_log import wait_for_cycles
 
 STATUSES = ("listening", "paused", "errored", "unknown")
 # Raw values the flipper sets; Boomi's odd ones must be published as "unknown".
@@ -71,7 +73,10 @@ class SoakSettings:
     locked_containers: int = 5  # on the wrong-password account
     seed: int = 1
     trace_memory: bool = True  # tracemalloc through the fault phase (slower)
-    freshness_slack_seconds: float = 1.5
+    # The fault phase goes on past fault_seconds (up to three times as long) until the checks
+    # have seen this much, so that a busy machine makes the soak longer, never vacuous.
+    min_scrapes: int = 60
+    min_flips: int = 120
 
 
 @dataclass
@@ -106,9 +111,10 @@ class SoakReport:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, KiB)
     traced_growth_kib: float | None = None
     traced_top: list[str] = field(default_factory=list)
-    freshness_seconds: float | None = None
+    freshness_seconds: float | None = None  # measured, not asserted: when the last came back
     sim_requests: dict[str, int] = field(default_factory=dict)
-    up_ratio_during_faults: float = 0.0
+    up_ratio_during_faults: float = 0.0  # measured, not asserted: a busy machine lowers it
+    containers_ok_during_faults: int = 0  # polled containers with a successful poll under faults
     locked_logins: int = 0
     locked_down_samples: int = 0  # boomi_container_up 0 seen for the wrong-password account
     elapsed_seconds: float = 0.0
@@ -125,7 +131,8 @@ class SoakReport:
             f"  elapsed {self.elapsed_seconds:.1f} s, {self.scrapes} scrapes checked,"
             f" {self.listener_series_checked} listener values checked, {self.flips} flips",
             f"  simulator answered {requests} API requests, {faults} of them not 200/202",
-            f"  containers up during faults (mean over scrapes): {self.up_ratio_during_faults:.1%}",
+            f"  containers up during faults (mean over scrapes): {self.up_ratio_during_faults:.1%},"
+            f" {self.containers_ok_during_faults} with a successful poll under faults",
             f"  rejected logins of the wrong-password account: {self.locked_logins},"
             f" its containers seen with up 0 {self.locked_down_samples} times",
             f"  RSS KiB: {self.rss_kib}",
@@ -133,7 +140,8 @@ class SoakReport:
             + ", ".join(f"{t:.0f}s={kib}" for t, kib in self.rss_samples),
             f"  traced memory growth, middle to end: {self.traced_growth_kib} KiB",
             *(f"    {line}" for line in self.traced_top),
-            f"  every container fresh {self.freshness_seconds} s after the faults stopped",
+            f"  every container fresh {self.freshness_seconds} s after the faults stopped"
+            " (each within its first two polls)",
             f"  problems: {len(self.problems)}",
             *(f"    {problem}" for problem in self.problems[:20]),
         ]
@@ -169,6 +177,8 @@ def build_world(settings: SoakSettings) -> tuple[Simulator, list[str]]:
         restart_delay_seconds=0.1,
         token_ttl_seconds=10,  # so the simulator's own token memory stays bounded
     )
+    # The soak does not read the request log, and measures memory: keep none.
+    sim.request_log = RequestLog(capacity=0)
     rng = random.Random(settings.seed)
     flavours = ["wss", "jms", None, "atomqueue"]
     for account_id, count in [
@@ -333,6 +343,26 @@ async def run_soak(
     last_success: dict[tuple[str, str], float] = {}
     up_ratios: list[float] = []
     phase = ["faults"]
+    # The containers with a successful poll under faults; per container, the outcome of each
+    # poll that started once the faults had stopped, and the Unix time the first of them worked.
+    ok_during_faults: set[tuple[str, str]] = set()
+    polls_after_faults: dict[tuple[str, str], list[bool]] = {}
+    fresh_at: dict[tuple[str, str], float] = {}
+    poll = exporter.poller.poll
+
+    async def observed_poll(target: Target) -> bool:
+        after_faults = phase[0] == "recovery"
+        ok = await poll(target)
+        if ok and phase[0] == "faults":
+            ok_during_faults.add((target.account_id, target.container_id))
+        if after_faults:
+            key = (target.account_id, target.container_id)
+            polls_after_faults.setdefault(key, []).append(ok)
+            if ok:
+                fresh_at.setdefault(key, time.time())
+        return ok
+
+    exporter.poller.poll = observed_poll  # type: ignore[method-assign]
 
     async def flip() -> None:
         added = 0
@@ -414,37 +444,57 @@ async def run_soak(
                 report.traced_growth_kib = round(sum(s.size_diff for s in stats) / 1024, 1)
                 report.traced_top = [str(s) for s in stats[:5]]
             sampler.cancel()
+            # Memory is measured over fault_seconds; the faults go on until the checks have
+            # seen enough (on a busy machine), up to three times as long.
+            longest = fault_start + 3 * settings.fault_seconds
+            while (
+                report.scrapes < settings.min_scrapes
+                or report.flips < settings.min_flips
+                or len(ok_during_faults) < settings.containers
+            ):
+                if time.monotonic() > longest:
+                    break
+                await asyncio.sleep(0.25)
             # Faults stop: no more flips first, so the truth is final from here on.
             stop_flipping.set()
             await flipper
-            phase[0] = "recovery"
+            phase[0] = "between"
             # A result the simulator served before the last flip is recorded within moments.
             await asyncio.sleep(0.05)
             sim.set_faults(Faults())
             cleared_at = time.time()
-            bound = 2 * settings.interval_seconds + settings.freshness_slack_seconds
-            deadline = time.monotonic() + bound
-            fresh = False
-            while time.monotonic() < deadline + 10:  # look on past the bound, to measure
-                text = await scrape(session, url)
-                check_scrape(text, world, last_success, report)
-                expected = {
-                    (account_id, c)
-                    for account_id in polled_accounts
-                    for c in sim.accounts[account_id].containers
-                }
-                if all(last_success.get(key, 0) > cleared_at for key in expected):
-                    report.freshness_seconds = round(time.time() - cleared_at, 2)
-                    fresh = time.monotonic() <= deadline
-                    check_final_truth(text, sim, polled_accounts, report)
+            phase[0] = "recovery"
+            expected = {
+                (account_id, c)
+                for account_id in polled_accounts
+                for c in sim.accounts[account_id].containers
+            }
+
+            # Fresh within two polls, counted in polls: a poll caught in a retry back-off from
+            # before may still fail, the next works. (In seconds that is about one interval;
+            # see bench/SOAK.md.) The cap only ends a hang.
+            def settled(key: tuple[str, str]) -> bool:
+                polls = polls_after_faults.get(key, [])
+                return True in polls or len(polls) >= 2
+
+            cap = time.monotonic() + 10 * settings.interval_seconds + 30
+            while not all(settled(key) for key in expected):
+                if time.monotonic() > cap:
                     break
                 await asyncio.sleep(0.05)
-            if not fresh:
+            stale = sorted(
+                key for key in expected if True not in polls_after_faults.get(key, [])[:2]
+            )
+            if stale:
                 report.problems.append(
-                    f"not every container fresh within {2 * settings.interval_seconds}"
-                    f" + {settings.freshness_slack_seconds} s after the faults stopped"
-                    f" (took {report.freshness_seconds} s)"
+                    f"{len(stale)} containers not fresh within their first two polls after the"
+                    f" faults stopped: {[(k, polls_after_faults.get(k)) for k in stale[:5]]}"
                 )
+            else:
+                report.freshness_seconds = round(max(fresh_at.values()) - cleared_at, 2)
+                text = await scrape(session, url)
+                check_scrape(text, world, last_success, report)
+                check_final_truth(text, sim, polled_accounts, report)
     finally:
         if tracemalloc.is_tracing():
             tracemalloc.stop()
@@ -464,6 +514,7 @@ async def run_soak(
         n for key, n in sim.request_counts.items() if key.endswith((" 401", " 403"))
     )
     report.up_ratio_during_faults = sum(up_ratios) / len(up_ratios) if up_ratios else 0.0
+    report.containers_ok_during_faults = len(ok_during_faults)
     report.elapsed_seconds = time.monotonic() - started_at
     return report
 
@@ -518,15 +569,16 @@ async def test_fault_soak(caplog: pytest.LogCaptureFixture) -> None:
     print(report.summary())
     assert not report.problems, report.summary()
     # The check is not vacuous: it saw many values, faults happened and polls kept succeeding.
-    assert report.scrapes > 50 and report.listener_series_checked > 5000
-    # At most one flip per 50 ms; a busy 2-core machine (tracemalloc on) manages about 300 in
-    # the 40 s fault phase, so the bound only says "many", not "at full speed" (CI once saw 292).
-    assert report.flips > 100
+    # (The fault phase lasts until it has seen the minimums, so a busy machine cannot fail
+    # this; how many containers are up during faults depends on the machine: bench/SOAK.md.)
+    settings = report.settings
+    assert report.scrapes >= settings.min_scrapes and report.listener_series_checked > 5000
+    assert report.flips >= settings.min_flips
     # Half the fault kinds change the HTTP status (5xx, 503, drops, 204/410); the others
     # (malformed, XML, slow, never settling) come with 200 or 202.
     not_ok = sum(n for k, n in report.sim_requests.items() if not k.endswith((" 200", " 202")))
     assert not_ok > 0.05 * sum(report.sim_requests.values())
-    assert report.up_ratio_during_faults > 0.5
+    assert report.containers_ok_during_faults == settings.containers
     assert report.locked_logins >= 1 and report.locked_down_samples > 50
     # Memory: bounded growth over the second half of the fault phase.
     assert report.rss_kib["end"] - report.rss_kib["middle"] < 8 * 1024, report.rss_kib
@@ -550,10 +602,18 @@ async def test_sigterm_during_a_poll_exits_cleanly(
 ) -> None:
     sim = make_sim()
     if kind == "slow answer":
-        sim.set_faults(Faults(slow_rate=1.0, slow_seconds=3.0))
+        # Far longer than the exporter takes to stop, so waiting for an answer would show.
+        slow = Faults(
+            slow_rate=1.0, slow_seconds=60.0, container_ids=list(sim.accounts[ACCOUNT].containers)
+        )
+        sim.set_faults(slow)
     else:
         sim.set_faults(Faults(never_settle_rate=1.0))
-    runner, base_url = await serve(sim, "127.0.0.1", 0)
+    # serve()'s runner, but one that drops the held answers at cleanup instead of waiting.
+    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/rest/v1"
     account = sim.accounts[ACCOUNT]
     containers = "\n".join(f"      - id: {c}" for c in account.containers)
     path = tmp_path / "config.yaml"
@@ -579,12 +639,16 @@ web:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        # In flight: Boomi has the requests (a connection each), the first poll is not done.
-        server = runner.server
-        assert server is not None
+        # In flight: Boomi has the requests, the first poll is not done.
         if kind == "slow answer":
-            # Each container's query is held by the simulator on its own connection.
-            await wait_until(lambda: len(server.connections) >= len(account.containers), 15)
+            # A container's query is held by the simulator (the others may wait behind it
+            # while the credentials are not proven yet).
+            await wait_until(
+                lambda: any(
+                    e.route == "listener_status_query" and not e.answered for e in sim.request_log
+                ),
+                15,
+            )
         else:
             # Every container has its token and is waiting between GETs of the result.
             await wait_until(
@@ -595,10 +659,14 @@ web:
                 ),
                 15,
             )
+        held = [entry for entry in sim.request_log if not entry.answered]
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
         took = time.monotonic() - signalled
+        if kind == "slow answer":
+            # Gone while the simulator still holds its queries: it did not wait for Boomi.
+            assert all(not entry.answered for entry in held)
     finally:
         if process.returncode is None:
             process.kill()
@@ -607,7 +675,9 @@ web:
         await runner.cleanup()
     log = stderr.decode()
     assert process.returncode == 0, log[-2000:]
-    assert took < 5, f"took {took:.1f} s to stop"
+    # A process-level bound, generous on purpose: it stops in 0.8-1.3 s on a busy two-core
+    # machine. Waiting for the polls would take their timeouts (30 s, 60 s) or the held answers.
+    assert took < 10, f"took {took:.1f} s to stop"
     assert "Traceback" not in log and "never retrieved" not in log, log[-2000:]
     assert "stopping" in log
     print(f"SIGTERM during a poll ({kind}): exit 0 after {took:.2f} s")
@@ -667,10 +737,12 @@ async def test_wrong_password_is_not_retried_within_the_backoff(
     interval, containers = 0.2, 5
     running = await start_exporter(locked_config(sim_server, containers, None, interval))
     store = running.exporter.store
-    await wait_until(store.ready, 5)
+    await wait_until(store.ready, 30)
     first = rejected_logins(sim_server)
     assert 1 <= first <= containers
-    await asyncio.sleep(interval * 10)  # ten intervals of every container
+    # Ten intervals of every container, counted in the good account's polls.
+    sim = sim_server.sim
+    await wait_for_cycles(sim, sim_server.container_ids(), 10, after=sim.request_log.last_seq)
     assert rejected_logins(sim_server) == first
     locked = [s for s in store.containers() if s.account_id == "locked"]
     assert locked and all(s.polled and not s.up for s in locked)
@@ -706,8 +778,9 @@ async def test_simultaneous_first_polls_cost_one_rejected_login(
     of the interval) must not each try the wrong password."""
     containers, interval = 20, 0.1
     await start_exporter(locked_config(sim_server, containers, None, interval))
-    await wait_until(lambda: rejected_logins(sim_server) >= 1, 5)
-    await asyncio.sleep(interval * 5)
+    await wait_until(lambda: rejected_logins(sim_server) >= 1, 30)
+    sim = sim_server.sim
+    await wait_for_cycles(sim, sim_server.container_ids(), 5, after=sim.request_log.last_seq)
     assert rejected_logins(sim_server) == 1
 
 

@@ -468,8 +468,11 @@ async def test_listener_that_does_not_come_back_is_not_recovered(
     running, container, listener = await started(sim_server, start_exporter)
     started_at = time.monotonic()
     await post(running, payload(errored_alert(container, listener)))
-    await running.wait_for(lambda s: (listener, "not_recovered") in outcomes(s), timeout=6)
-    assert time.monotonic() - started_at >= 2  # verify_timeout_seconds
+    # The cap only ends a hang: the outcome comes about 2 s after the alert.
+    await running.wait_for(lambda s: (listener, "not_recovered") in outcomes(s), timeout=30)
+    # The verification went on for verify_timeout_seconds. A lower bound, which a busy machine
+    # can only make easier to meet (the remediator's deadline is on the event loop's clock).
+    assert time.monotonic() - started_at >= 2  # lower bound: a busy machine only adds
     assert len(sim_server.sim.change_log) == 1
 
 

@@ -15,6 +15,7 @@ from exporter.simulator import (
     describe,
     serve,
 )
+from tests.sim_log import wait_until
 from tests.simulator_helpers import (
     ACCOUNT,
     API_TOKEN,
@@ -228,11 +229,7 @@ async def test_flap_changes_statuses_and_stops_when_cancelled() -> None:
 
     flapping = asyncio.create_task(sim.flap(interval_seconds=0.02, probability=1.0))
     try:
-        for _ in range(100):
-            await asyncio.sleep(0.005)
-            if not all_listening():
-                break
-        assert not all_listening()
+        await wait_until(lambda: not all_listening(), "a flap")
     finally:
         flapping.cancel()
     with pytest.raises(asyncio.CancelledError):

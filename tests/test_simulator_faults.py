@@ -90,7 +90,9 @@ async def test_fault_slow() -> None:
         started = time.monotonic()
         reply = await api.call("POST", "Atom/query")
         assert reply.status == 200
-        assert time.monotonic() - started >= 0.1
+        # The fault is a real-time delay, so real time is what it is checked in; a lower bound,
+        # which a busy machine can only make easier to meet.
+        assert time.monotonic() - started >= 0.1  # lower bound: a busy machine only adds
 
 
 async def test_fault_never_settle() -> None:

@@ -12,6 +12,8 @@ answers with HTTP 200, an empty result or AsyncOperationStatus rows, a lying fir
 
 Time that matters to the protocol (result delay, token lifetime, restart delay, rate-limit
 window) comes from the injectable clock, so a fake clock drives everything without sleeping.
+Every API request is entered in the request log (requestlog.py) on arrival, stamped by that
+clock.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aiohttp import web
 from .api import Answer, BoomiApi, Handler, error, reshape_error
 from .control import CONTROL_PREFIX, ControlApi
 from .faults import FaultDraw, Faults, draw_faults
+from .requestlog import LoggedRequest, RequestLog
 from .wire import BadRequest, parse_basic_auth, render_xml, wants_json
 from .world import LOCKOUT_AFTER, SimAccount, World
 
@@ -79,6 +82,7 @@ class Simulator(World):
         self._faults = Faults()
         self._arrivals: dict[str, deque[float]] = {}
         self.request_counts: dict[str, int] = {}
+        self.request_log = RequestLog()
         self.throttled = 0
 
     @property
@@ -179,21 +183,26 @@ class Simulator(World):
         self, route_name: str, handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
-            answer = await self._answer(request, route_name, handler)
+            logged = self.request_log.arrived(
+                self._clock(), request.match_info["accountId"], request.method, route_name
+            )
+            answer = await self._answer(request, route_name, handler, logged)
             if answer is None:
                 self._count(request.method, route_name, "dropped")
+                logged.outcome = "dropped"
                 # A network drop: the client sees the connection close without a status line.
                 # aiohttp then fails to write the response below and ignores it quietly.
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response()
             self._count(request.method, route_name, str(answer.status))
+            logged.outcome = str(answer.status)
             return self._render(request, answer)
 
         return endpoint
 
     async def _answer(
-        self, request: web.Request, route_name: str, handler: Handler
+        self, request: web.Request, route_name: str, handler: Handler, logged: LoggedRequest
     ) -> Answer | None:
         """Auth, rate limit and faults around one API handler; None means drop the connection."""
         if self._faults.outage_seconds is not None:
@@ -214,12 +223,8 @@ class Simulator(World):
         if user is None or route_name in user.denied_routes:
             return error(403, ACCESS_DENIED)
         body = await request.read()
-        draw = draw_faults(
-            self._faults,
-            self._rng,
-            route_name,
-            lambda: self._api.container_of(route_name, account, body, request),
-        )
+        logged.container_id = self._api.container_of(route_name, account, body, request)
+        draw = draw_faults(self._faults, self._rng, route_name, lambda: logged.container_id)
         answer = await self._faulted(request, account, body, draw, handler)
         return None if answer is None else reshape_error(answer, draw.error_body)
 
