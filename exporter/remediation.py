@@ -32,6 +32,7 @@ from exporter.boomi import BoomiClient, BoomiError
 from exporter.boomi.shapes import REMEDIATION_ACTIONS, ListenerStatusName
 from exporter.config import RemediationConfig, WebhookAuthConfig
 from exporter.state import SnapshotStore
+from exporter.textsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ VERIFY_POLL_SECONDS = 5.0
 # Alertmanager sends its small body at once; a client that trickles it only holds a connection.
 BODY_READ_TIMEOUT_SECONDS = 3.0
 BUDGET_WINDOW_SECONDS = 3600.0
+# While the exporter stops, the webhook answers 503 with this Retry-After: nothing was decided,
+# so Alertmanager should deliver again, to this exporter once it is back or to its successor.
+STOPPING_RETRY_AFTER_SECONDS = 10
+OFFLINE_REASON = "the runtime is OFFLINE in Boomi"
 
 Outcome = Literal[
     "queued",
@@ -278,6 +283,7 @@ class Remediator:
         self._verify_poll = min(verify_poll_seconds, config.verify_timeout_seconds / 4)
         self.guards = Guards(config.cooldown_seconds, config.max_actions_per_hour, clock)
         self._tasks: dict[asyncio.Task[None], tuple[ActionRequest, list[str]]] = {}
+        self.stopping = False  # set by begin_stop(): nothing new starts
 
     def configure(self, config: RemediationConfig) -> None:
         """Apply a reloaded configuration; cooldowns, budget and running actions are kept."""
@@ -285,6 +291,25 @@ class Remediator:
         self._verify_poll = min(self._verify_poll_max, config.verify_timeout_seconds / 4)
         self.guards.cooldown_seconds = config.cooldown_seconds
         self.guards.max_actions_per_hour = config.max_actions_per_hour
+
+    def begin_stop(self) -> None:
+        """The exporter is stopping: from now on no action is admitted or started."""
+        self.stopping = True
+
+    def _client_of(self, request: ActionRequest) -> BoomiClient:
+        # Looked up at every step: a reload may have replaced the account's client meanwhile,
+        # and the retired one is closed.
+        client = self._clients.get(request.account_id)
+        if client is None:
+            raise BoomiError(
+                f"account {request.account_id} is no longer configured",
+                container_id=request.container_id,
+            )
+        return client
+
+    def _offline(self, request: ActionRequest) -> bool:
+        snapshot = self._store.get(request.account_id, request.container_id)
+        return snapshot is not None and snapshot.online is False
 
     def _known_listeners(self, account_id: str, container_id: str) -> frozenset[str]:
         snapshot = self._store.get(account_id, container_id)
@@ -308,7 +333,7 @@ class Remediator:
             listener_id or "?",
             container_id or "?",
             account_id or "?",
-            fingerprint[:64] or "-",
+            printable(fingerprint[:64]) or "-",
             f": {why}" if why else "",
         )
 
@@ -323,11 +348,14 @@ class Remediator:
                 known_listeners=self._known_listeners,
             )
             outcome: str = verdict.outcome
-            if verdict.request is not None:
+            why = verdict.reason
+            if verdict.request is not None and self._offline(verdict.request):
+                outcome, why = "rejected", OFFLINE_REASON
+            elif verdict.request is not None:
                 outcome = self.guards.admit(verdict.request)
                 if outcome == "queued":
                     self._start(verdict.request)
-            why = verdict.reason if outcome == verdict.outcome else ""
+            why = why if outcome in (verdict.outcome, "rejected") else ""
             self._record(verdict.labels, outcome, alert.fingerprint, why)
             summary.append({"fingerprint": alert.fingerprint, "outcome": outcome})
         return summary
@@ -339,10 +367,13 @@ class Remediator:
             request.container_id not in containers[request.account_id]
         ):
             return "rejected", None
-        if request.action not in self.config.allowed_actions:
+        if request.action not in self.config.allowed_actions or self.stopping:
+            return "rejected", None
+        labels = (request.account_id, request.container_id, request.listener_id, request.action)
+        if self._offline(request):
+            self._record(labels, "rejected", request.fingerprint, OFFLINE_REASON)
             return "rejected", None
         outcome = self.guards.admit(request)
-        labels = (request.account_id, request.container_id, request.listener_id, request.action)
         self._record(labels, outcome, request.fingerprint, "")
         if outcome != "queued":
             return outcome, None
@@ -359,10 +390,12 @@ class Remediator:
 
     async def _run(self, request: ActionRequest, stage: list[str]) -> None:
         labels = (request.account_id, request.container_id, request.listener_id, request.action)
-        client = self._clients[request.account_id]
         try:
+            if self._offline(request):  # it went OFFLINE while the action was queued
+                self._record(labels, "rejected", request.fingerprint, OFFLINE_REASON)
+                return
             stage[0] = "checking the listener's status"
-            status = await self._current_status(client, request)
+            status = await self._current_status(self._client_of(request), request)
             if status is None or not precondition_met(
                 request.action, status, frozenset(self.config.restart_when)
             ):
@@ -374,11 +407,11 @@ class Remediator:
                 self._record(labels, "dry_run", request.fingerprint, f"the listener is {status}")
                 return
             stage[0] = "calling changeListenerStatus"
-            await client.change_listener_status(
+            await self._client_of(request).change_listener_status(
                 request.container_id, request.action, request.listener_id
             )
             stage[0] = "verifying the result"
-            outcome, why = await self._verify(client, request)
+            outcome, why = await self._verify(request)
             self._record(labels, outcome, request.fingerprint, why)
         except BoomiError as exc:
             self._record(labels, "failed", request.fingerprint, f"{stage[0]}: {exc}")
@@ -408,7 +441,7 @@ class Remediator:
                 return listener.status
         return None
 
-    async def _verify(self, client: BoomiClient, request: ActionRequest) -> tuple[Outcome, str]:
+    async def _verify(self, request: ActionRequest) -> tuple[Outcome, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.verify_timeout_seconds
         target = TARGET_STATUS[request.action]
@@ -416,7 +449,7 @@ class Remediator:
         while loop.time() < deadline:
             await asyncio.sleep(min(self._verify_poll, max(0.0, deadline - loop.time())))
             try:
-                status = await self._current_status(client, request)
+                status = await self._current_status(self._client_of(request), request)
             except BoomiError as exc:
                 log.debug("verifying %s: %s", request.listener_id, exc)
                 continue
@@ -447,13 +480,16 @@ def authorized(header: str | None, auth: WebhookAuthConfig | Literal["none"] | N
         return True
     if auth is None or not header:
         return False
+    # The scheme is case-insensitive (RFC 9110, 11.1): "bearer" and "BASIC" are fine.
+    scheme, _, credentials = header.partition(" ")
     if auth.bearer_token is not None:
-        expected = f"Bearer {auth.bearer_token.get_secret_value()}".encode()
-        return hmac.compare_digest(header.encode(errors="replace"), expected)
+        expected = auth.bearer_token.get_secret_value().encode()
+        token_ok = hmac.compare_digest(credentials.strip().encode(errors="replace"), expected)
+        return scheme.lower() == "bearer" and token_ok
     assert auth.basic is not None
-    scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return False
+    encoded = credentials
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -484,7 +520,8 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
 
 
 async def webhook_handler(request: web.Request) -> web.Response:
-    """`POST /webhook/alertmanager`: 200 with a per-alert summary; 400/401/413, never 5xx."""
+    """`POST /webhook/alertmanager`: 200 with a per-alert summary; 400/401/413; 503 only while
+    the exporter is stopping (nothing decided, so Alertmanager's retry loses nothing)."""
     remediator = request.app[REMEDIATOR_KEY]
     config = remediator.config
     if not config.enabled:
@@ -494,6 +531,15 @@ async def webhook_handler(request: web.Request) -> web.Response:
             {"error": "unauthorized"},
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="boomi-listener-exporter"'},
+        )
+    if remediator.stopping:
+        # Nothing is read, decided or started: a retry (here once restarted, or at another
+        # replica) loses nothing, whereas a 200 would drop the alert until Alertmanager's
+        # repeat_interval (4 h by default).
+        return web.json_response(
+            {"error": "the exporter is stopping; nothing was started, deliver again"},
+            status=503,
+            headers={"Retry-After": str(STOPPING_RETRY_AFTER_SECONDS)},
         )
     try:
         body = await _read_at_most(request, config.max_body_bytes)

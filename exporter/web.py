@@ -18,6 +18,7 @@ from exporter import __version__
 from exporter.boomi import LISTENER_STATUSES
 from exporter.metrics import ExporterMetrics
 from exporter.negotiation import accepts_gzip
+from exporter.serverlog import quiet_client_errors
 from exporter.state import SnapshotStore
 
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
@@ -158,6 +159,7 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
     The caller stops the server with `await runner.cleanup()`. Signals are the CLI's business,
     not aiohttp's.
     """
+    quiet_client_errors()
     runner = web.AppRunner(
         app,
         access_log=None,

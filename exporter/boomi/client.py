@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -52,6 +52,8 @@ from exporter.boomi.shapes import (
     ListenerStatus,
     atom_query_body,
     change_listener_status_body,
+    clean_text,
+    decode_json,
     listener_status_filter,
     parse_atom_page,
     parse_listener_status_result,
@@ -65,6 +67,9 @@ log = logging.getLogger(__name__)
 
 # 100 runtimes a page: far more than any account has, and a bound on a server that loops.
 MAX_ATOM_PAGES = 1000
+# The largest answer read: a page of 100 runtimes is about 50 KiB. One of 300 MB took the
+# process to 918 MiB of RSS before the bound.
+MAX_ANSWER_BYTES = 32 * 2**20
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Called once per HTTP attempt with (account_id, operation, code, seconds)."""
@@ -146,6 +151,8 @@ class BoomiClient:
         self._credentials_ok = False  # some call has been answered without 401/403
         self._probing = asyncio.Lock()
         self.result_delays = AccountResultDelays()
+        self._closed = False  # by close(): a retired client opens no new session
+        self._long_retry_after_logged = False
 
     async def __aenter__(self) -> BoomiClient:
         return self
@@ -180,7 +187,8 @@ class BoomiClient:
             slot.stamp = self.limiter.restamp(slot.stamp)
 
     async def close(self) -> None:
-        """Close the account's HTTP session."""
+        """Close the account's HTTP session for good: later calls fail instead of reopening it."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -209,7 +217,7 @@ class BoomiClient:
             if last is not None:
                 delay = self._retry.delay(attempt - 1, self._rng)
                 if last.retry_after is not None:
-                    delay = max(delay, last.retry_after)
+                    delay = max(delay, self._capped_retry_after(last.retry_after, call))
                 if last.code == "503":
                     self.limiter.pause(delay)
                 else:
@@ -243,6 +251,24 @@ class BoomiClient:
             code=last.code,
         )
 
+    def _capped_retry_after(self, seconds: float, call: ApiCall) -> float:
+        # One "Retry-After: 86400" froze an account for a day, silently. Boomi's own limit is
+        # per second, so a longer wait is not worth more than the retry policy's longest.
+        if seconds <= self._retry.max_delay:
+            return seconds
+        if not self._long_retry_after_logged:
+            self._long_retry_after_logged = True
+            log.warning(
+                "account %s: Boomi asked to wait %g s before retrying %s%s (Retry-After);"
+                " waiting at most %g s (logged once)",
+                self.account_id,
+                seconds,
+                call.operation,
+                call.where,
+                self._retry.max_delay,
+            )
+        return self._retry.max_delay
+
     async def _attempt(self, call: ApiCall) -> _Answer:
         if not self._credentials_ok:
             # Credentials not proven yet (at start, after a back-off): one request at a time,
@@ -258,6 +284,14 @@ class BoomiClient:
 
     async def _send(self, slot: _Slot, call: ApiCall) -> _Answer:
         operation, container_id, where = call.operation, call.container_id, call.where
+        if self._closed:
+            raise ApiError(
+                f"{operation}{where} on account {self.account_id} was not sent: the account's"
+                " client was replaced (configuration reloaded)",
+                operation=operation,
+                container_id=container_id,
+                code="error",
+            )
         session = self._get_session()
         started = time.perf_counter()
         kwargs: dict[str, Any] = {}
@@ -268,17 +302,27 @@ class BoomiClient:
             kwargs["json"] = call.json_body
         try:
             async with session.request(
-                call.method, f"{self._url}/{call.path}", trace_request_ctx=slot, **kwargs
+                call.method,
+                f"{self._url}/{call.path}",
+                trace_request_ctx=slot,
+                # A redirect would carry the account's credentials to wherever it points.
+                allow_redirects=False,
+                **kwargs,
             ) as response:
-                raw = await response.read()
+                raw = await _read_bounded(response)
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 content_type = response.content_type
+                location = response.headers.get("Location")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe(operation, "error", started)
             kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
             raise _Retryable("error", f"transport failure ({kind})") from exc
         self._observe(operation, str(status), started)
+        if raw is None:
+            raise malformed(
+                operation, container_id, f"a body larger than {MAX_ANSWER_BYTES // 2**20} MiB"
+            )
         if status in (401, 403):
             if status == 403 and self._credentials_ok and operation not in (OP_QUERY, OP_RESULT):
                 # With credentials that work for ListenerStatus, a 403 on another call means
@@ -303,6 +347,14 @@ class BoomiClient:
             raise _Retryable("503", "HTTP 503", retry_after)
         if status >= 500:
             raise _Retryable(str(status), f"HTTP {status}", retry_after)
+        if 300 <= status < 400:
+            raise ApiError(
+                f"{operation}{where} on account {self.account_id} failed: Boomi redirected to"
+                f" {_shown_location(location)} (HTTP {status}); check base_url",
+                operation=operation,
+                container_id=container_id,
+                code=str(status),
+            )
         # A good answer clears an old credentials failure (the password was fixed).
         self._auth_error = None
         self._credentials_ok = True
@@ -317,10 +369,7 @@ class BoomiClient:
                     code=str(status),
                 )
             raise malformed(operation, container_id, f"a {content_type or 'non-JSON'} body")
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise malformed(operation, container_id, "a body that is not valid JSON") from None
+        body = decode_json(raw, operation, container_id)
         if status >= 400:
             message = body.get("message") if isinstance(body, Mapping) else None
             detail = f": {message}" if isinstance(message, str) else ""
@@ -371,7 +420,8 @@ class BoomiClient:
         answer = await self._request(
             ApiCall(
                 "GET",
-                f"async/ListenerStatus/response/{token}",
+                # One path segment, whatever the token holds ("../", "?", "#").
+                f"async/ListenerStatus/response/{quote(token, safe='')}",
                 OP_RESULT,
                 container_id=container_id,
                 answer_statuses=(410,),
@@ -516,3 +566,32 @@ class BoomiClient:
             )
             names.update(parse_process_bulk(answer.body))
         return names
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes | None:
+    """The answer's body, or None as soon as it is known to exceed MAX_ANSWER_BYTES."""
+    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(2**16):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _shown_location(location: str | None) -> str:
+    """Where a redirect pointed, for a message: no credentials, query or control characters."""
+    if not location:
+        return "an unnamed place (no Location header)"
+    try:
+        parts = urlsplit(location)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an invalid URL"
+    shown = f"{parts.scheme}://{host}{port}{parts.path}" if host else parts.path
+    shown = clean_text(shown)[:200]
+    return shown.encode("unicode_escape").decode("ascii") or "/"

@@ -1,7 +1,9 @@
 """Fault injection for the simulator: which faults are in force, and the draw for one request.
 
-Errors, throttling, garbage, latency, dropped connections and lost tokens come from the
-simulator's seeded generator, so a run is reproducible for a given seed and request order.
+Errors, throttling, garbage, latency, dropped connections, lost tokens, and the hostile kinds
+(long Retry-After, lone surrogates in names, path characters in tokens, huge and empty bodies,
+redirects) come from the simulator's seeded generator, so a run is reproducible for a given
+seed and request order.
 """
 
 from __future__ import annotations
@@ -32,9 +34,24 @@ class Faults:
     drop_rate: float = 0.0  # close the connection without an answer
     gone_rate: float = 0.0  # a result GET answers 204 or 410 although the result exists
     retry_after_seconds: float | None = None  # if set, every 503 carries Retry-After
+    # The next retry_after_answers answers are retry_after_status (502 or 503) with
+    # Retry-After: retry_after_seconds (which must then be set), one after the other.
+    retry_after_status: int | None = None
+    retry_after_answers: int = 1
+    error_latency_seconds: float = 0.0  # every 5xx and 503 answer comes this late (real time)
+    # Process and Atom names end in a lone UTF-16 surrogate, as if cut inside an emoji.
+    surrogate_rate: float = 0.0
+    hostile_token_rate: float = 0.0  # a ListenerStatus token such as "../../x?y#z"
+    huge_rate: float = 0.0  # the answer is padded with whitespace to huge_bytes (still valid)
+    huge_bytes: int = 33 * 2**20
+    empty_rate: float = 0.0  # 200 with an empty body
+    redirect_rate: float = 0.0  # 302 to redirect_url (relative to the simulator, or absolute)
+    redirect_url: str = "/__simulator/state"
     # None: every API request; otherwise only ListenerStatus query/result and
     # changeListenerStatus for these containers.
     container_ids: list[str] | None = None
+    # None: every route; otherwise only these route names (e.g. "atom_query").
+    routes: list[str] | None = None
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
@@ -48,6 +65,20 @@ class Faults:
             raise ValueError(
                 f"retry_after_seconds must not be negative, not {self.retry_after_seconds!r}"
             )
+        if self.retry_after_status is not None:
+            if self.retry_after_status not in (502, 503):
+                raise ValueError(
+                    f"retry_after_status must be 502 or 503, not {self.retry_after_status!r}"
+                )
+            if self.retry_after_seconds is None:
+                raise ValueError("retry_after_status needs retry_after_seconds")
+        for name in ("retry_after_answers", "huge_bytes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a whole number, not {getattr(self, name)!r}")
+        if self.error_latency_seconds < 0:
+            raise ValueError(
+                f"error_latency_seconds must not be negative, not {self.error_latency_seconds!r}"
+            )
 
     @classmethod
     def from_json(cls, document: object) -> Faults:
@@ -59,12 +90,15 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
         for name, value in document.items():
-            if name == "container_ids":
+            if name in ("container_ids", "routes"):
                 if value is not None and not (
                     isinstance(value, list) and all(isinstance(item, str) for item in value)
                 ):
-                    raise ValueError("container_ids must be a list of strings or null")
-            elif name == "retry_after_seconds" and value is None:
+                    raise ValueError(f"{name} must be a list of strings or null")
+            elif name == "redirect_url":
+                if not isinstance(value, str) or not value:
+                    raise ValueError("redirect_url must be a URL or a path")
+            elif name in ("retry_after_seconds", "retry_after_status") and value is None:
                 continue
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, not {value!r}")
@@ -83,6 +117,14 @@ class FaultDraw:
     xml: bool = False
     never_settle: bool = False
     gone_status: int | None = None
+    # The request is one the faults are limited to (container_ids, routes): the one-shot
+    # Retry-After answers are given only to those.
+    targeted: bool = False
+    surrogates: bool = False
+    hostile_token: bool = False
+    huge: bool = False
+    empty: bool = False
+    redirect: bool = False
 
 
 NO_FAULTS: Final = FaultDraw()
@@ -99,6 +141,8 @@ def draw_faults(
     ``container_of`` tells which container the request is about; it is only asked when the
     faults are limited to some containers.
     """
+    if faults.routes is not None and route_name not in faults.routes:
+        return NO_FAULTS
     if faults.container_ids is not None:
         container_id = container_of()
         if container_id is None or container_id not in faults.container_ids:
@@ -121,6 +165,8 @@ def draw_faults(
     gone_status = None
     if route_name == "listener_status_result" and happens(faults.gone_rate):
         gone_status = 204 if rng.random() < 0.5 else 410
+    # The kinds added later are drawn after the older ones, so that a seed gives the same
+    # sequence as before to a run that uses only the older kinds.
     return FaultDraw(
         drop=drop,
         throttle=throttle,
@@ -130,4 +176,10 @@ def draw_faults(
         xml=xml,
         never_settle=never_settle,
         gone_status=gone_status,
+        targeted=True,
+        surrogates=happens(faults.surrogate_rate),
+        hostile_token=route_name == "listener_status_query" and happens(faults.hostile_token_rate),
+        huge=happens(faults.huge_rate),
+        empty=happens(faults.empty_rate),
+        redirect=happens(faults.redirect_rate),
     )

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .api import Answer, BoomiApi, Handler, error
 from .control import CONTROL_PREFIX, ControlApi
-from .faults import Faults, draw_faults
+from .faults import NO_FAULTS, FaultDraw, Faults, draw_faults
 from .wire import BadRequest, parse_basic_auth, render_xml, wants_json
 from .world import SimAccount, World
 
@@ -60,6 +60,7 @@ class Simulator(World):
             token_ttl_seconds=token_ttl_seconds,
         )
         self._faults = Faults()
+        self._retry_after_left = 0
         self._arrivals: dict[str, deque[float]] = {}
         self.request_counts: dict[str, int] = {}
         self.throttled = 0
@@ -82,6 +83,7 @@ class Simulator(World):
     def set_faults(self, faults: Faults) -> None:
         """Replace the faults in force; ``Faults()`` clears them."""
         self._faults = faults
+        self._retry_after_left = faults.retry_after_answers if faults.retry_after_status else 0
 
     def reset_counters(self) -> None:
         """Zero request_counts and throttled, and empty the change log."""
@@ -151,7 +153,7 @@ class Simulator(World):
         self, route_name: str, handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
-            answer = await self._answer(request, route_name, handler)
+            answer, draw = await self._answer(request, route_name, handler)
             if answer is None:
                 self._count(request.method, route_name, "dropped")
                 # A network drop: the client sees the connection close without a status line.
@@ -160,24 +162,27 @@ class Simulator(World):
                     request.transport.close()
                 return web.Response()
             self._count(request.method, route_name, str(answer.status))
-            return self._render(request, answer)
+            return self._render(request, answer, draw)
 
         return endpoint
 
     async def _answer(
         self, request: web.Request, route_name: str, handler: Handler
-    ) -> Answer | None:
-        """Auth, rate limit and faults around one API handler; None means drop the connection."""
+    ) -> tuple[Answer | None, FaultDraw]:
+        """Auth, rate limit and faults around one API handler; None means drop the connection.
+
+        Also returns the faults drawn, for those applied when the answer is rendered.
+        """
         account = self._accounts.get(request.match_info["accountId"])
         # The rate limit counts every request that reaches an account, authenticated or not,
         # as the account's budget is shared with everyone using it.
         if account is not None and not self._admit(account):
-            return self._throttled_answer()
+            return self._throttled_answer(), NO_FAULTS
         credentials = parse_basic_auth(request.headers.get("Authorization", ""))
         if credentials is None:
-            return error(401, "Authentication required: send HTTP Basic credentials.")
+            return error(401, "Authentication required: send HTTP Basic credentials."), NO_FAULTS
         if account is None or not account.accepts(*credentials):
-            return error(403, ACCESS_DENIED)
+            return error(403, ACCESS_DENIED), NO_FAULTS
         body = await request.read()
         draw = draw_faults(
             self._faults,
@@ -186,26 +191,51 @@ class Simulator(World):
             lambda: self._api.container_of(route_name, account, body, request),
         )
         if draw.drop:
-            return None
-        if draw.throttle:
-            return self._throttled_answer()
-        if draw.error_status is not None:
-            return error(draw.error_status, "Internal error; please retry later.")
+            return None, draw
+        failure = self._failure(draw)
+        if failure is not None:
+            if self._faults.error_latency_seconds > 0:
+                await asyncio.sleep(self._faults.error_latency_seconds)
+            return failure, draw
         if draw.malformed:
-            return Answer(200, raw_json=_TRUNCATED_JSON)
+            return Answer(200, raw_json=_TRUNCATED_JSON), draw
+        if draw.empty:
+            return Answer(200), draw
+        if draw.redirect:
+            return Answer(302, location=self._faults.redirect_url), draw
         if draw.delay_seconds > 0:
             await asyncio.sleep(draw.delay_seconds)
         try:
             answer = handler(request, account, body, draw)
         except BadRequest as exc:
             answer = error(400, str(exc))
-        return dataclasses.replace(answer, force_xml=draw.xml)
+        return dataclasses.replace(answer, force_xml=draw.xml), draw
 
-    def _render(self, request: web.Request, answer: Answer) -> web.Response:
+    def _failure(self, draw: FaultDraw) -> Answer | None:
+        """The 5xx or 503 the faults put in place of the answer, if any."""
+        if draw.targeted and self._retry_after_left > 0:
+            self._retry_after_left -= 1
+            status = self._faults.retry_after_status or 503
+            answer = self._throttled_answer() if status == 503 else error(status, "Bad gateway.")
+            return dataclasses.replace(answer, retry_after=self._faults.retry_after_seconds)
+        if draw.throttle:
+            return self._throttled_answer()
+        if draw.error_status is not None:
+            return error(draw.error_status, "Internal error; please retry later.")
+        return None
+
+    def _render(
+        self, request: web.Request, answer: Answer, draw: FaultDraw = NO_FAULTS
+    ) -> web.Response:
         headers: dict[str, str] = {}
-        if answer.status == 503 and self._faults.retry_after_seconds is not None:
+        retry_after = answer.retry_after
+        if retry_after is None and answer.status == 503:
+            retry_after = self._faults.retry_after_seconds
+        if retry_after is not None:
             # Fractional seconds are not HTTP, but let tests retry fast; clients parse floats.
-            headers["Retry-After"] = f"{self._faults.retry_after_seconds:g}"
+            headers["Retry-After"] = f"{retry_after:g}"
+        if answer.location is not None:
+            headers["Location"] = answer.location
         if answer.status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="Boomi Platform API"'
         if answer.raw_json is not None:
@@ -218,9 +248,14 @@ class Simulator(World):
         if answer.body is None:
             return web.Response(status=answer.status, headers=headers)
         if wants_json(request.headers.get("Accept", "")) and not answer.force_xml:
+            body = _with_surrogates(answer.body) if draw.surrogates else answer.body
+            text = json.dumps(body)
+            if draw.huge:
+                # Trailing whitespace keeps it valid JSON: only its size is hostile.
+                text += " " * max(0, self._faults.huge_bytes - len(text))
             return web.Response(
                 status=answer.status,
-                text=json.dumps(answer.body),
+                text=text,
                 content_type="application/json",
                 headers=headers,
             )
@@ -249,6 +284,20 @@ class Simulator(World):
             return False
         arrivals.append(now)
         return True
+
+
+def _with_surrogates(node: object) -> object:
+    """A copy of an answer body whose "name" strings end in half an emoji (a lone surrogate)."""
+    if isinstance(node, dict):
+        return {
+            key: value + "\ud83d"
+            if key == "name" and isinstance(value, str)
+            else _with_surrogates(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_with_surrogates(item) for item in node]
+    return node
 
 
 async def serve(
