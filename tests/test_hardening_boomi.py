@@ -24,7 +24,7 @@ from exporter.boomi import (
     parse_process_bulk,
     parse_query_token,
 )
-from exporter.boomi.shapes import OP_RESULT
+from exporter.boomi.shapes import OP_RESULT, clean_text, decode_json
 from exporter.simulator import Faults
 from tests.conftest import SimServer
 
@@ -74,15 +74,11 @@ async def test_a_retry_after_of_a_day_is_capped_at_the_retry_policy_and_logged_o
 
 
 def _decoded(document: Any) -> object:
-    from exporter.boomi.shapes import decode_json
-
     # json.dumps writes a lone surrogate as the legal escape "\udc80", as a server would.
     return decode_json(json.dumps(document).encode(), OP_RESULT)
 
 
 def test_every_string_of_an_answer_is_made_encodable() -> None:
-    from exporter.boomi.shapes import clean_text, decode_json
-
     body = _decoded(
         {
             "responseStatusCode": 200,
@@ -98,7 +94,9 @@ def test_every_string_of_an_answer_is_made_encodable() -> None:
     (atom,), _ = parse_atom_page(_decoded({"result": [{"id": "c\ud800", "name": "n\udbff"}]}))
     assert (atom.container_id, atom.name) == ("c\ufffd", "n\ufffd")
     names = parse_process_bulk(
-        _decoded({"response": [{"statusCode": 200, "Result": {"id": "p", "name": "Orders 🚀\ud83d"}}]})
+        _decoded(
+            {"response": [{"statusCode": 200, "Result": {"id": "p", "name": "Orders 🚀\ud83d"}}]}
+        )
     )
     assert names == {"p": "Orders 🚀\ufffd"}
     # Raw UTF-8 bytes of a surrogate (which json.loads reads with "surrogatepass") as well.

@@ -56,8 +56,7 @@ def document_for(
                 "password": sim_account.password,
                 "max_requests_per_second": 40,
                 "containers": [
-                    {"id": c.container_id, "name": c.name}
-                    for c in sim_account.containers.values()
+                    {"id": c.container_id, "name": c.name} for c in sim_account.containers.values()
                 ],
             }
             | (account or {})
@@ -268,7 +267,9 @@ async def errored(server: SimServer, running: Running, container_id: str, count:
 
     def seen() -> bool:
         snapshot = running.exporter.store.get(ACCOUNT, container_id)
-        statuses = {item.listener_id: item.status for item in snapshot.listeners} if snapshot else {}
+        statuses = (
+            {item.listener_id: item.status for item in snapshot.listeners} if snapshot else {}
+        )
         return all(statuses.get(listener_id) == "errored" for listener_id in listeners)
 
     await until(seen)
@@ -330,7 +331,7 @@ async def test_a_reload_during_a_remediation_leaves_no_session_open(
     running = await start(document_for(sim_server, remediation=REMEDIATION))
     container = sim_server.container_ids()[0]
     (listener,) = await errored(sim_server, running, container, 1)
-    status, _, answer = await post(running, payload(alert(container, listener)))
+    _, _, answer = await post(running, payload(alert(container, listener)))
     assert answer["alerts"][0]["outcome"] == "queued"
     await until(lambda: changed(sim_server, listener))
     rotated = {
