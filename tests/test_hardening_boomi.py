@@ -52,9 +52,7 @@ async def test_a_retry_after_of_a_day_is_capped_at_the_retry_policy_and_logged_o
     policy = RetryPolicy(attempts=4, base_delay=0.02, max_delay=0.2)
     client = make_client(sleep=sleep, retry=policy)
     container = sim_server.container_ids()[0]
-    sim_server.sim.set_faults(
-        Faults(retry_after_status=status, retry_after_seconds=86400, retry_after_answers=2)
-    )
+    sim_server.sim.set_faults(Faults(long_retry_after_status=status, long_retry_after_answers=2))
     caplog.set_level(logging.DEBUG, logger="exporter.boomi")
     listeners = await asyncio.wait_for(
         client.fetch_listener_statuses(container, result_timeout_seconds=2.0),

@@ -133,9 +133,9 @@ async def test_a_retry_after_of_a_day_shows_the_container_down_with_the_reason(
     frozen, other = sim_server.container_ids()[:2]
     sim_server.sim.set_faults(
         Faults(
-            retry_after_status=status,
-            retry_after_seconds=86400,
-            retry_after_answers=1000,
+            long_retry_after_status=status,
+            long_retry_after_seconds=86400,
+            long_retry_after_answers=1000,
             container_ids=[frozen],
         )
     )

@@ -34,10 +34,11 @@ class Faults:
     drop_rate: float = 0.0  # close the connection without an answer
     gone_rate: float = 0.0  # a result GET answers 204 or 410 although the result exists
     retry_after_seconds: float | None = None  # if set, every 503 carries Retry-After
-    # The next retry_after_answers answers are retry_after_status (502 or 503) with
-    # Retry-After: retry_after_seconds (which must then be set), one after the other.
-    retry_after_status: int | None = None
-    retry_after_answers: int = 1
+    # The next long_retry_after_answers answers are long_retry_after_status (502 or 503) with
+    # Retry-After: long_retry_after_seconds, one after the other.
+    long_retry_after_status: int | None = None
+    long_retry_after_seconds: float = 86400.0
+    long_retry_after_answers: int = 1
     error_latency_seconds: float = 0.0  # every 5xx and 503 answer comes this late (real time)
     # Process and Atom names end in a lone UTF-16 surrogate, as if cut inside an emoji.
     surrogate_rate: float = 0.0
@@ -65,14 +66,16 @@ class Faults:
             raise ValueError(
                 f"retry_after_seconds must not be negative, not {self.retry_after_seconds!r}"
             )
-        if self.retry_after_status is not None:
-            if self.retry_after_status not in (502, 503):
-                raise ValueError(
-                    f"retry_after_status must be 502 or 503, not {self.retry_after_status!r}"
-                )
-            if self.retry_after_seconds is None:
-                raise ValueError("retry_after_status needs retry_after_seconds")
-        for name in ("retry_after_answers", "huge_bytes"):
+        if self.long_retry_after_status not in (None, 502, 503):
+            raise ValueError(
+                f"long_retry_after_status must be 502 or 503, not {self.long_retry_after_status!r}"
+            )
+        if self.long_retry_after_seconds < 0:
+            raise ValueError(
+                "long_retry_after_seconds must not be negative,"
+                f" not {self.long_retry_after_seconds!r}"
+            )
+        for name in ("long_retry_after_answers", "huge_bytes"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a whole number, not {getattr(self, name)!r}")
         if self.error_latency_seconds < 0:
@@ -98,7 +101,7 @@ class Faults:
             elif name == "redirect_url":
                 if not isinstance(value, str) or not value:
                     raise ValueError("redirect_url must be a URL or a path")
-            elif name in ("retry_after_seconds", "retry_after_status") and value is None:
+            elif name in ("retry_after_seconds", "long_retry_after_status") and value is None:
                 continue
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, not {value!r}")
@@ -117,7 +120,7 @@ class FaultDraw:
     xml: bool = False
     never_settle: bool = False
     gone_status: int | None = None
-    # The request is one the faults are limited to (container_ids, routes): the one-shot
+    # The request is one the faults are limited to (container_ids, routes): the long
     # Retry-After answers are given only to those.
     targeted: bool = False
     surrogates: bool = False

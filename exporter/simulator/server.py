@@ -83,7 +83,9 @@ class Simulator(World):
     def set_faults(self, faults: Faults) -> None:
         """Replace the faults in force; ``Faults()`` clears them."""
         self._faults = faults
-        self._retry_after_left = faults.retry_after_answers if faults.retry_after_status else 0
+        self._retry_after_left = (
+            faults.long_retry_after_answers if faults.long_retry_after_status else 0
+        )
 
     def reset_counters(self) -> None:
         """Zero request_counts and throttled, and empty the change log."""
@@ -162,7 +164,10 @@ class Simulator(World):
                     request.transport.close()
                 return web.Response()
             self._count(request.method, route_name, str(answer.status))
-            return self._render(request, answer, draw)
+            response = self._render(request, answer, draw)
+            if draw.huge and response.content_type == "application/json":
+                return await self._padded(request, response)
+            return response
 
         return endpoint
 
@@ -215,9 +220,9 @@ class Simulator(World):
         """The 5xx or 503 the faults put in place of the answer, if any."""
         if draw.targeted and self._retry_after_left > 0:
             self._retry_after_left -= 1
-            status = self._faults.retry_after_status or 503
+            status = self._faults.long_retry_after_status or 503
             answer = self._throttled_answer() if status == 503 else error(status, "Bad gateway.")
-            return dataclasses.replace(answer, retry_after=self._faults.retry_after_seconds)
+            return dataclasses.replace(answer, retry_after=self._faults.long_retry_after_seconds)
         if draw.throttle:
             return self._throttled_answer()
         if draw.error_status is not None:
@@ -250,9 +255,6 @@ class Simulator(World):
         if wants_json(request.headers.get("Accept", "")) and not answer.force_xml:
             body = _with_surrogates(answer.body) if draw.surrogates else answer.body
             text = json.dumps(body)
-            if draw.huge:
-                # Trailing whitespace keeps it valid JSON: only its size is hostile.
-                text += " " * max(0, self._faults.huge_bytes - len(text))
             return web.Response(
                 status=answer.status,
                 text=text,
@@ -265,6 +267,30 @@ class Simulator(World):
             content_type="application/xml",
             headers=headers,
         )
+
+    async def _padded(self, request: web.Request, response: web.Response) -> web.StreamResponse:
+        """The answer followed by whitespace up to huge_bytes: still valid JSON, only too big.
+
+        Streamed with its Content-Length, so that neither side need hold it, and abandoned
+        when the client stops reading.
+        """
+        body = response.body if isinstance(response.body, bytes) else b""
+        total = max(len(body), self._faults.huge_bytes)
+        stream = web.StreamResponse(status=response.status)
+        stream.content_type = response.content_type
+        stream.content_length = total
+        await stream.prepare(request)
+        try:
+            await stream.write(body)
+            left = total - len(body)
+            padding = b" " * min(left, 2**20)
+            while left > 0:
+                await stream.write(padding[:left])
+                left -= len(padding)
+            await stream.write_eof()
+        except ConnectionError:
+            pass  # the client hung up, as a bounded one does
+        return stream
 
     def _count(self, method: str, route_name: str, outcome: str) -> None:
         key = f"{method} {route_name} {outcome}"
