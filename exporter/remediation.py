@@ -198,7 +198,7 @@ def triage(
         )
     counted = (account_id, container_id, listener_id, action)
     if raw_action not in allowed_actions:
-        return Verdict("rejected", f"action {raw_action!r} is not allowed", labels=counted)
+        return Verdict("rejected", f"action {raw_action[:64]!r} is not allowed", labels=counted)
     request = ActionRequest(account_id, container_id, listener_id, raw_action, alert.fingerprint)
     return Verdict("queued", "", request=request, labels=counted)
 
