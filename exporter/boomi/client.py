@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
+from exporter.boomi.answers import MAX_ANSWER_BYTES, read_bounded, shown_location
 from exporter.boomi.delays import AccountResultDelays
 from exporter.boomi.errors import (
     ApiError,
@@ -52,7 +53,6 @@ from exporter.boomi.shapes import (
     ListenerStatus,
     atom_query_body,
     change_listener_status_body,
-    clean_text,
     decode_json,
     listener_status_filter,
     parse_atom_page,
@@ -67,9 +67,6 @@ log = logging.getLogger(__name__)
 
 # 100 runtimes a page: far more than any account has, and a bound on a server that loops.
 MAX_ATOM_PAGES = 1000
-# The largest answer read: a page of 100 runtimes is about 50 KiB. One of 300 MB took the
-# process to 918 MiB of RSS before the bound.
-MAX_ANSWER_BYTES = 32 * 2**20
 
 RequestObserver = Callable[[str, str, str, float], None]
 """Called once per HTTP attempt with (account_id, operation, code, seconds)."""
@@ -309,7 +306,7 @@ class BoomiClient:
                 allow_redirects=False,
                 **kwargs,
             ) as response:
-                raw = await _read_bounded(response)
+                raw = await read_bounded(response)
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 content_type = response.content_type
@@ -350,7 +347,7 @@ class BoomiClient:
         if 300 <= status < 400:
             raise ApiError(
                 f"{operation}{where} on account {self.account_id} failed: Boomi redirected to"
-                f" {_shown_location(location)} (HTTP {status}); check base_url",
+                f" {shown_location(location)} (HTTP {status}); check base_url",
                 operation=operation,
                 container_id=container_id,
                 code=str(status),
@@ -566,32 +563,3 @@ class BoomiClient:
             )
             names.update(parse_process_bulk(answer.body))
         return names
-
-
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes | None:
-    """The answer's body, or None as soon as it is known to exceed MAX_ANSWER_BYTES."""
-    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(2**16):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _shown_location(location: str | None) -> str:
-    """Where a redirect pointed, for a message: no credentials, query or control characters."""
-    if not location:
-        return "an unnamed place (no Location header)"
-    try:
-        parts = urlsplit(location)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "an invalid URL"
-    shown = f"{parts.scheme}://{host}{port}{parts.path}" if host else parts.path
-    shown = clean_text(shown)[:200]
-    return shown.encode("unicode_escape").decode("ascii") or "/"
