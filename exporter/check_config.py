@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from exporter.boomi.transport import split_proxy_url
 from exporter.config import AccountConfig, Config
+from exporter.textsafe import printable
 
 
 def _seconds(value: float) -> str:
@@ -47,9 +48,9 @@ def summarize(config: Config) -> str:
     lines = [f"accounts: {len(config.accounts)}, containers: {container_count}"]
     for account in config.accounts:
         lines += [
-            f"  account {account.account_id}",
-            f"    base_url: {account.base_url}",
-            f"    username: {account.username}",
+            f"  account {printable(account.account_id)}",
+            f"    base_url: {printable(account.base_url)}",
+            f"    username: {printable(account.username)}",
             f"    rate budget: {account.max_requests_per_second:g} requests/s",
             f"    password: {f'from {account.password_file}' if account.password_file else 'set'}",
             f"    after rejected credentials: no calls for"
@@ -59,8 +60,9 @@ def summarize(config: Config) -> str:
             f"    containers: {len(account.containers)}",
         ]
         for container in account.containers:
-            name = f" ({container.name})" if container.name else ""
-            lines.append(f"      {container.id}{name}")
+            # Names may hold anything; a newline or a bidi override must not rewrite the output.
+            name = f" ({printable(container.name)})" if container.name else ""
+            lines.append(f"      {printable(container.id)}{name}")
         discovery = account.discovery
         if discovery.enabled:
             lines.append(

@@ -115,6 +115,7 @@ class FleetRefresher:
         *,
         names_check_seconds: float = NAMES_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        discovered: Sequence[Target] = (),
     ) -> None:
         self.account = account
         self._names_check = names_check_seconds
@@ -124,7 +125,10 @@ class FleetRefresher:
         self._on_targets = on_targets
         self._clock = clock
         self._named_at: dict[str, float] = {}  # listener id -> when its name was looked up
-        self._tracked: set[str] = set()  # containers polled after the last Atom query
+        # Containers polled after the last Atom query; after a reload, those the previous
+        # refresher had discovered, which stay until an Atom query says otherwise.
+        self._discovered = [t for t in discovered if t.account_id == account.account_id]
+        self._tracked: set[str] = {t.container_id for t in self._discovered}
         self._tasks: list[asyncio.Task[None]] = []
         # The last environments read, kept in the store across reloads; None: never read.
         self._environments = store.environments_of(account.account_id)
@@ -134,7 +138,7 @@ class FleetRefresher:
     def start(self) -> None:
         """Start the background loops."""
         account_id = self.account.account_id
-        self._on_targets(account_id, merge_targets(self.account, None))
+        self._on_targets(account_id, merge_targets(self.account, None) + self._discovered)
         self._tasks.append(
             asyncio.create_task(self._containers_loop(), name=f"containers {account_id}")
         )

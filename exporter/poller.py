@@ -17,7 +17,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from exporter.boomi import AuthError, BoomiClient, BoomiError
+from exporter.boomi import (
+    OP_RESULT,
+    AuthError,
+    BoomiClient,
+    BoomiError,
+    ListenerStatus,
+    ResultTimeout,
+)
 from exporter.state import OFFLINE_ERROR, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -119,6 +126,23 @@ class Poller:
         snapshot = self._store.get(target.account_id, target.container_id)
         return snapshot is not None and snapshot.online is False
 
+    async def _fetch(self, client: BoomiClient, container_id: str) -> tuple[ListenerStatus, ...]:
+        # The whole cycle, retries and waits for the rate limiter included, ends at the result
+        # timeout: one "Retry-After: 86400" once kept containers "up" on aging data for a day.
+        try:
+            async with asyncio.timeout(self._result_timeout):
+                return await client.fetch_listener_statuses(
+                    container_id, result_timeout_seconds=self._result_timeout
+                )
+        except TimeoutError:
+            raise ResultTimeout(
+                f"polling container {container_id} did not finish within result_timeout_seconds"
+                f" ({self._result_timeout:g} s): Boomi is slow to answer, or asked to wait"
+                " (Retry-After)",
+                operation=OP_RESULT,
+                container_id=container_id,
+            ) from None
+
     async def poll(self, target: Target) -> bool:
         """Run one cycle for a target and record the outcome (True: success); never raises."""
         client = self._clients[target.account_id]
@@ -132,9 +156,7 @@ class Poller:
             )
             return False
         try:
-            listeners = await client.fetch_listener_statuses(
-                target.container_id, result_timeout_seconds=self._result_timeout
-            )
+            listeners = await self._fetch(client, target.container_id)
         except BoomiError as exc:
             if self._went_offline(target):
                 # It went OFFLINE while this poll waited; that, not the timeout, is the news.

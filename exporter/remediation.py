@@ -33,6 +33,7 @@ from exporter.config import RemediationConfig, WebhookAuthConfig
 from exporter.environments import remediation_refusal
 from exporter.ledger import Decision, GuardLimits, Ledger, LedgerError, Recorded, Source
 from exporter.state import SnapshotStore
+from exporter.textsafe import printable
 from exporter.webhook_payload import PayloadError, WebhookAlert, WebhookPayload, parse_payload
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ VERIFY_POLL_SECONDS = 5.0
 # Alertmanager sends its small body at once; a client that trickles it only holds a connection.
 BODY_READ_TIMEOUT_SECONDS = 3.0
 LEDGER_UNAVAILABLE = "ledger unavailable"
+# While the exporter stops, the webhook answers 503 with this Retry-After: nothing was decided,
+# so Alertmanager should deliver again, to this exporter once it is back or to its successor.
+STOPPING_RETRY_AFTER_SECONDS = 10
+OFFLINE_REASON = "the runtime is OFFLINE in Boomi"
 
 Outcome = Literal[
     "queued",
@@ -189,6 +194,7 @@ class Remediator:
         self._verify_poll = min(verify_poll_seconds, config.verify_timeout_seconds / 4)
         self.limits = GuardLimits(config.cooldown_seconds, config.max_actions_per_hour)
         self._tasks: dict[asyncio.Task[None], tuple[ActionRequest, list[str]]] = {}
+        self.stopping = False  # set by begin_stop(): nothing new starts
         # The webhook's auth with the current values of its secret files (set by the daemon);
         # by default the configured values.
         self.auth_source: Callable[[], WebhookAuthConfig | Literal["none"] | None] | None = None
@@ -214,6 +220,25 @@ class Remediator:
         self._verify_poll = min(self._verify_poll_max, config.verify_timeout_seconds / 4)
         self.limits = GuardLimits(config.cooldown_seconds, config.max_actions_per_hour)
 
+    def begin_stop(self) -> None:
+        """The exporter is stopping: from now on no action is admitted or started."""
+        self.stopping = True
+
+    def _client_of(self, request: ActionRequest) -> BoomiClient:
+        # Looked up at every step: a reload may have replaced the account's client meanwhile,
+        # and the retired one is closed.
+        client = self._clients.get(request.account_id)
+        if client is None:
+            raise BoomiError(
+                f"account {request.account_id} is no longer configured",
+                container_id=request.container_id,
+            )
+        return client
+
+    def _offline(self, request: ActionRequest) -> bool:
+        snapshot = self._store.get(request.account_id, request.container_id)
+        return snapshot is not None and snapshot.online is False
+
     def _known_listeners(self, account_id: str, container_id: str) -> frozenset[str]:
         snapshot = self._store.get(account_id, container_id)
         if snapshot is None:
@@ -236,7 +261,7 @@ class Remediator:
             listener_id or "?",
             container_id or "?",
             account_id or "?",
-            fingerprint[:64] or "-",
+            printable(fingerprint[:64]) or "-",
             f": {why}" if why else "",
         )
 
@@ -327,6 +352,8 @@ class Remediator:
         )
         if reason:
             return Verdict("rejected", reason, labels=verdict.labels)
+        if self._offline(request):
+            return Verdict("rejected", OFFLINE_REASON, labels=verdict.labels)
         why = self._refusal(request)
         if why:
             return Verdict("failed", why, labels=verdict.labels)
@@ -350,6 +377,8 @@ class Remediator:
             verdict = Verdict(
                 "rejected", f"action {request.action!r} is not allowed", labels=labels
             )
+        if self.stopping:
+            verdict = Verdict("rejected", "the exporter is stopping", labels=labels)
         verdict = self._screen(verdict)
         ((outcome, why, entry_id),) = await self._decide([(verdict, request.fingerprint)], "cli")
         self._record(labels, outcome, request.fingerprint, why)
@@ -380,12 +409,14 @@ class Remediator:
         self._record(labels, outcome, request.fingerprint, why)
 
     async def _run(self, request: ActionRequest, entry_id: int, stage: list[str]) -> None:
-        client = self._clients[request.account_id]
         ledger = self.ledger
         assert ledger is not None  # an entry id comes from it
         try:
+            if self._offline(request):  # it went OFFLINE while the action was queued
+                await self._finish(request, entry_id, "rejected", OFFLINE_REASON)
+                return
             stage[0] = "checking the listener's status"
-            status = await self._current_status(client, request)
+            status = await self._current_status(self._client_of(request), request)
             if status is None or not precondition_met(
                 request.action, status, frozenset(self.config.restart_when)
             ):
@@ -403,11 +434,11 @@ class Remediator:
                 await self._finish(request, entry_id, "dry_run", f"the listener is {status}")
                 return
             stage[0] = "calling changeListenerStatus"
-            await client.change_listener_status(
+            await self._client_of(request).change_listener_status(
                 request.container_id, request.action, request.listener_id
             )
             stage[0] = "verifying the result"
-            outcome, why = await self._verify(client, request)
+            outcome, why = await self._verify(request)
             await self._finish(request, entry_id, outcome, why)
         except BoomiError as exc:
             await self._finish(request, entry_id, "failed", f"{stage[0]}: {exc}")
@@ -436,7 +467,7 @@ class Remediator:
                 return listener.status
         return None
 
-    async def _verify(self, client: BoomiClient, request: ActionRequest) -> tuple[Outcome, str]:
+    async def _verify(self, request: ActionRequest) -> tuple[Outcome, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.verify_timeout_seconds
         target = TARGET_STATUS[request.action]
@@ -444,7 +475,7 @@ class Remediator:
         while loop.time() < deadline:
             await asyncio.sleep(min(self._verify_poll, max(0.0, deadline - loop.time())))
             try:
-                status = await self._current_status(client, request)
+                status = await self._current_status(self._client_of(request), request)
             except BoomiError as exc:
                 log.debug("verifying %s: %s", request.listener_id, exc)
                 continue
@@ -475,13 +506,16 @@ def authorized(header: str | None, auth: WebhookAuthConfig | Literal["none"] | N
         return True
     if auth is None or not header:
         return False
+    # The scheme is case-insensitive (RFC 9110, 11.1): "bearer" and "BASIC" are fine.
+    scheme, _, credentials = header.partition(" ")
     if auth.bearer_token is not None:
-        expected = f"Bearer {auth.bearer_token.get_secret_value()}".encode()
-        return hmac.compare_digest(header.encode(errors="replace"), expected)
+        expected = auth.bearer_token.get_secret_value().encode()
+        token_ok = hmac.compare_digest(credentials.strip().encode(errors="replace"), expected)
+        return scheme.lower() == "bearer" and token_ok
     assert auth.basic is not None
-    scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return False
+    encoded = credentials
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -512,7 +546,8 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
 
 
 async def webhook_handler(request: web.Request) -> web.Response:
-    """`POST /webhook/alertmanager`: 200 with a per-alert summary; 400/401/413, never 5xx."""
+    """`POST /webhook/alertmanager`: 200 with a per-alert summary; 400/401/413; 503 only while
+    the exporter is stopping (nothing decided, so Alertmanager's retry loses nothing)."""
     remediator = request.app[REMEDIATOR_KEY]
     config = remediator.config
     if not config.enabled:
@@ -522,6 +557,15 @@ async def webhook_handler(request: web.Request) -> web.Response:
             {"error": "unauthorized"},
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="boomi-listener-exporter"'},
+        )
+    if remediator.stopping:
+        # Nothing is read, decided or started: a retry (here once restarted, or at another
+        # replica) loses nothing, whereas a 200 would drop the alert until Alertmanager's
+        # repeat_interval (4 h by default).
+        return web.json_response(
+            {"error": "the exporter is stopping; nothing was started, deliver again"},
+            status=503,
+            headers={"Retry-After": str(STOPPING_RETRY_AFTER_SECONDS)},
         )
     try:
         body = await _read_at_most(request, config.max_body_bytes)

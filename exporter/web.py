@@ -23,6 +23,7 @@ from exporter.environments import describe_environment
 from exporter.exposition import Exposition
 from exporter.metrics import ExporterMetrics
 from exporter.negotiation import accepts_gzip
+from exporter.serverlog import quiet_client_errors
 from exporter.state import SnapshotStore
 
 Reload = Callable[[], Awaitable[tuple[bool, str]]]
@@ -212,6 +213,7 @@ async def start_server(
     With `ssl_context` the port speaks HTTPS only (the web config file's TLS). The caller stops
     the server with `await runner.cleanup()`. Signals are the CLI's business, not aiohttp's.
     """
+    quiet_client_errors()
     runner = web.AppRunner(
         app,
         access_log=None,

@@ -153,7 +153,12 @@ def basic(username: str, password: str) -> str:
     [
         (f"Bearer {TOKEN}", True),
         (f"Bearer {TOKEN}x", False),
-        (f"bearer {TOKEN}", False),
+        # The scheme is case-insensitive (RFC 9110, 11.1; issue 19).
+        (f"bearer {TOKEN}", True),
+        (f"BEARER {TOKEN}", True),
+        (f"Bearer{TOKEN}", False),
+        (f"Basic {TOKEN}", False),
+        ("Bearer", False),
         (TOKEN, False),
         ("", False),
         (None, False),

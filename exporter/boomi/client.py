@@ -10,16 +10,17 @@ request may go out at all, after rejected credentials, in `exporter.boomi.creden
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
+from exporter.boomi.answers import MAX_ANSWER_BYTES, read_bounded, shown_location
 from exporter.boomi.credentials import (
     DEFAULT_MAX_AUTH_FAILURES,
     AccountCredentials,
@@ -71,6 +72,7 @@ from exporter.boomi.shapes import (
     ListenerStatus,
     atom_query_body,
     change_listener_status_body,
+    decode_json,
     listener_status_filter,
     parse_atom_page,
     parse_listener_status_result,
@@ -180,6 +182,8 @@ class BoomiClient:
         self.limiter = RateLimiter(max_requests_per_second, clock=clock, sleep=sleep)
         self._session: aiohttp.ClientSession | None = None
         self.result_delays = AccountResultDelays()
+        self._closed = False  # by close(): a retired client opens no new session
+        self._long_retry_after_logged = False
 
     async def __aenter__(self) -> BoomiClient:
         return self
@@ -218,7 +222,8 @@ class BoomiClient:
             slot.stamp = self.limiter.restamp(slot.stamp)
 
     async def close(self) -> None:
-        """Close the account's HTTP session."""
+        """Close the account's HTTP session for good: later calls fail instead of reopening it."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -250,7 +255,7 @@ class BoomiClient:
             if last is not None:
                 delay = self._retry.delay(attempt - 1, self._rng)
                 if last.retry_after is not None:
-                    delay = max(delay, last.retry_after)
+                    delay = max(delay, self._capped_retry_after(last.retry_after, call))
                 if last.code == "503":
                     self.limiter.pause(delay)
                 else:
@@ -284,6 +289,24 @@ class BoomiClient:
             code=last.code,
         )
 
+    def _capped_retry_after(self, seconds: float, call: ApiCall) -> float:
+        # One "Retry-After: 86400" froze an account for a day, silently. Boomi's own limit is
+        # per second, so a longer wait is not worth more than the retry policy's longest.
+        if seconds <= self._retry.max_delay:
+            return seconds
+        if not self._long_retry_after_logged:
+            self._long_retry_after_logged = True
+            log.warning(
+                "account %s: Boomi asked to wait %g s before retrying %s%s (Retry-After);"
+                " waiting at most %g s (logged once)",
+                self.account_id,
+                seconds,
+                call.operation,
+                call.where,
+                self._retry.max_delay,
+            )
+        return self._retry.max_delay
+
     async def _attempt(self, call: ApiCall) -> _Answer:
         async def send(ticket: Ticket) -> _Answer:
             stamp = await self.limiter.acquire(call.priority)
@@ -299,6 +322,14 @@ class BoomiClient:
 
     async def _send(self, slot: _Slot, call: ApiCall, ticket: Ticket) -> _Answer:
         operation, container_id, where = call.operation, call.container_id, call.where
+        if self._closed:
+            raise ApiError(
+                f"{operation}{where} on account {self.account_id} was not sent: the account's"
+                " client was replaced (configuration reloaded)",
+                operation=operation,
+                container_id=container_id,
+                code="error",
+            )
         session = self._get_session()
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"headers": {"Authorization": ticket.authorization}}
@@ -313,12 +344,15 @@ class BoomiClient:
                 f"{self._url}/{call.path}",
                 trace_request_ctx=slot,
                 **self.route.request_options,
+                # A redirect would carry the account's credentials to wherever it points.
+                allow_redirects=False,
                 **kwargs,
             ) as response:
-                raw = await response.read()
+                raw = await read_bounded(response)
                 status = response.status
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 content_type = response.content_type
+                location = response.headers.get("Location")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe(operation, "error", started)
             failure = describe_failure(exc, self.route)
@@ -332,6 +366,11 @@ class BoomiClient:
             self.credentials.unanswered(ticket, ProbeFailure("error", reason))
             raise _Retryable("error", reason) from exc
         self._observe(operation, str(status), started)
+        if raw is None:
+            self.credentials.unanswered(ticket, ProbeFailure(str(status), "a body too large"))
+            raise malformed(
+                operation, container_id, f"a body larger than {MAX_ANSWER_BYTES // 2**20} MiB"
+            )
         if status in (401, 403):
             raise self.credentials.rejected(operation, ticket, status, container_id)
         if status >= 500:
@@ -340,6 +379,15 @@ class BoomiClient:
             detail = f": {words}" if words else ""
             self.credentials.unanswered(ticket, ProbeFailure(str(status), f"HTTP {status}"))
             raise _Retryable(str(status), f"HTTP {status}{detail}", retry_after)
+        if 300 <= status < 400:
+            self.credentials.unanswered(ticket, ProbeFailure(str(status), f"HTTP {status}"))
+            raise ApiError(
+                f"{operation}{where} on account {self.account_id} failed: Boomi redirected to"
+                f" {shown_location(location)} (HTTP {status}); check base_url",
+                operation=operation,
+                container_id=container_id,
+                code=str(status),
+            )
         self.credentials.accepted(operation, ticket)
         if status == 204 or status in call.answer_statuses or not raw.strip():
             words = error_message_in(raw) if status >= 400 and raw.strip() else None
@@ -353,10 +401,7 @@ class BoomiClient:
                     code=str(status),
                 )
             raise malformed(operation, container_id, f"a {content_type or 'non-JSON'} body")
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise malformed(operation, container_id, "a body that is not valid JSON") from None
+        body = decode_json(raw, operation, container_id)
         if status >= 400:
             words = error_message(body)
             detail = f": {words}" if words else ""
@@ -407,7 +452,8 @@ class BoomiClient:
         answer = await self._request(
             ApiCall(
                 "GET",
-                f"async/ListenerStatus/response/{token}",
+                # One path segment, whatever the token holds ("../", "?", "#").
+                f"async/ListenerStatus/response/{quote(token, safe='')}",
                 OP_RESULT,
                 container_id=container_id,
                 answer_statuses=(410,),

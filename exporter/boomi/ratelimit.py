@@ -40,13 +40,7 @@ class RateLimiter:
     WINDOW_MARGIN_SECONDS = 0.05
 
     def __init__(self, rate: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        if rate >= 1:
-            self.capacity, self.window = int(rate), 1.0
-        else:
-            self.capacity, self.window = 1, 1.0 / rate
-        self.window += self.WINDOW_MARGIN_SECONDS
+        self.set_rate(rate)
         self._sent: list[float] = []  # send times in the window, sorted
         self._paused_until = 0.0
         self._waiting: list[tuple[int, int, asyncio.Future[float]]] = []
@@ -54,6 +48,17 @@ class RateLimiter:
         self._dispatcher: asyncio.Task[None] | None = None
         self._clock = clock
         self._sleep = sleep
+
+    def set_rate(self, rate: float) -> None:
+        """Set the budget; requests already sent stay in the window (a reload keeps it)."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        if rate >= 1:
+            self.capacity, self.window = int(rate), 1.0
+        else:
+            self.capacity, self.window = 1, 1.0 / rate
+        self.window += self.WINDOW_MARGIN_SECONDS
 
     def pause(self, seconds: float) -> None:
         """Send nothing for `seconds` from now (extends, never shortens, a pause in force)."""

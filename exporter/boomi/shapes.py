@@ -6,7 +6,9 @@ network. The shapes are those of docs/boomi-api.md.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -164,7 +166,41 @@ def normalize_status(raw: object) -> ListenerStatusName:
     return "unknown"
 
 
+# A lone UTF-16 surrogate is legal JSON ("\udc80") but no text encoding can write it, so one
+# in a process name took every /metrics scrape down. Raw JSON can only carry one as a \uDxxx
+# escape or as the bytes ED A0-BF (json.loads reads those with "surrogatepass"); a body with
+# neither is not walked.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so that it can be encoded."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _cleaned(node: object) -> object:
+    if isinstance(node, str):
+        return clean_text(node)
+    if isinstance(node, dict):
+        return {clean_text(key): _cleaned(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_cleaned(item) for item in node]
+    return node
+
+
+def decode_json(raw: bytes, operation: str, container_id: str = "") -> object:
+    """Parse an answer body; every string in it (keys too) is made encodable (`clean_text`)."""
+    try:
+        body = json.loads(raw)
+        return _cleaned(body) if _MAYBE_SURROGATE.search(raw) else body
+    except (ValueError, RecursionError):
+        raise malformed(operation, container_id, "a body that is not valid JSON") from None
+
+
 def _as_mapping(body: object, operation: str, container_id: str) -> Mapping[str, Any]:
+    if body is None:
+        raise malformed(operation, container_id, "an empty body")
     if not isinstance(body, Mapping):
         raise malformed(operation, container_id, f"a JSON {type(body).__name__}, not an object")
     return body
@@ -177,6 +213,10 @@ def parse_query_token(body: object, *, container_id: str = "") -> str:
     token = token_obj.get("token") if isinstance(token_obj, Mapping) else None
     if not isinstance(token, str) or not token.strip():
         raise malformed(OP_QUERY, container_id, "no asyncToken.token")
+    # The token becomes one URL path segment (quoted by the client); "." and ".." would still
+    # move the result GET, with the account's credentials, up the path.
+    if token.strip(".") == "":
+        raise malformed(OP_QUERY, container_id, "an asyncToken.token that is only dots")
     return token
 
 

@@ -13,6 +13,8 @@ from exporter.config.base import StrictModel, error_at, no_repeats, secret_from_
 from exporter.config.http import HTTPClientConfig
 
 DEFAULT_BASE_URL = "https://api.boomi.com/api/rest/v1"
+# Boomi's account ids look like "acme-AB12CD".
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class ContainerConfig(StrictModel):
@@ -96,9 +98,14 @@ class AccountConfig(HTTPClientConfig):
     @field_validator("account_id")
     @classmethod
     def _check_account_id(cls, value: str) -> str:
-        # The id becomes a URL path segment.
+        # The id becomes a URL path segment: "..", "/", "?", "#" or "%" would move the calls.
         if re.search(r"[\s/?#%]", value):
             raise ValueError("must not contain spaces or any of / ? # %")
+        if not _ACCOUNT_ID.fullmatch(value):
+            raise ValueError(
+                "must be a Boomi account id: letters, digits, '-', '_' and '.',"
+                " starting with a letter or a digit"
+            )
         return value
 
     @field_validator("base_url")

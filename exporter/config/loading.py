@@ -23,6 +23,8 @@ from exporter.config.remediation import AUTH_UNION_TAGS
 from exporter.config.schema import Config
 
 _MAX_ERROR_LINES = 10
+# A config listing 10 000 containers is about 1 MiB.
+MAX_CONFIG_BYTES = 8 * 2**20
 
 
 class ConfigError(Exception):
@@ -278,7 +280,14 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     """Read and validate the config file at ``path``; ``*_file`` paths are relative to it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            # At most one byte past the limit: /dev/zero or a runaway file cannot stall startup.
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"cannot read config file {path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB"
+            )
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
     except OSError as exc:

@@ -55,6 +55,8 @@ class Answer:
     body: Mapping[str, object] | None = None
     raw_json: str | None = None  # served verbatim as application/json (malformed fault)
     force_xml: bool = False
+    retry_after: float | None = None  # a Retry-After header (the one-shot fault)
+    location: str | None = None  # a Location header (the redirect fault)
 
 
 def error(status: int, message: str) -> Answer:
@@ -194,6 +196,10 @@ class BoomiApi:
         now = self._clock()
         self._prune(now)
         token = f"ListenerStatus-{self._world.new_id()}"
+        if draw.hostile_token:
+            # As a hostile proxy might hand out: unescaped, it moves the result GET (and the
+            # account's credentials) to another path of the host.
+            token = f"../../{token}?x=#"
         self._tokens[token] = _ListenerStatusToken(
             account.account_id,
             container_id,

@@ -1,7 +1,9 @@
 """Fault injection for the simulator: which faults are in force, and the draw for one request.
 
-Errors, throttling, garbage, latency, dropped connections and lost tokens come from the
-simulator's seeded generator, so a run is reproducible for a given seed and request order.
+Errors, throttling, garbage, latency, dropped connections, lost tokens, and the hostile kinds
+(long Retry-After, lone surrogates in names, path characters in tokens, huge and empty bodies,
+redirects) come from the simulator's seeded generator, so a run is reproducible for a given
+seed and request order.
 """
 
 from __future__ import annotations
@@ -45,6 +47,20 @@ class Faults:
     runtime_unreachable_504_rate: float = 0.0  # a container's call answers 504
     message_error_body_rate: float = 0.0  # an error body is {"message": ...}
     nested_error_body_rate: float = 0.0  # an error body is {"error": {"message": ...}}
+    # The next long_retry_after_answers answers are long_retry_after_status (502 or 503) with
+    # Retry-After: long_retry_after_seconds, one after the other.
+    long_retry_after_status: int | None = None
+    long_retry_after_seconds: float = 86400.0
+    long_retry_after_answers: int = 1
+    error_latency_seconds: float = 0.0  # every 5xx and 503 answer comes this late (real time)
+    # Process and Atom names end in a lone UTF-16 surrogate, as if cut inside an emoji.
+    surrogate_rate: float = 0.0
+    hostile_token_rate: float = 0.0  # a ListenerStatus token such as "../../x?y#z"
+    huge_rate: float = 0.0  # the answer is padded with whitespace to huge_bytes (still valid)
+    huge_bytes: int = 33 * 2**20
+    empty_rate: float = 0.0  # 200 with an empty body
+    redirect_rate: float = 0.0  # 302 to redirect_url (relative to the simulator, or absolute)
+    redirect_url: str = "/__simulator/state"
     # None: every API request; otherwise only ListenerStatus query/result and
     # changeListenerStatus for these containers.
     container_ids: list[str] | None = None
@@ -64,6 +80,22 @@ class Faults:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative, not {value!r}")
+        if self.long_retry_after_status not in (None, 502, 503):
+            raise ValueError(
+                f"long_retry_after_status must be 502 or 503, not {self.long_retry_after_status!r}"
+            )
+        if self.long_retry_after_seconds < 0:
+            raise ValueError(
+                "long_retry_after_seconds must not be negative,"
+                f" not {self.long_retry_after_seconds!r}"
+            )
+        for name in ("long_retry_after_answers", "huge_bytes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a whole number, not {getattr(self, name)!r}")
+        if self.error_latency_seconds < 0:
+            raise ValueError(
+                f"error_latency_seconds must not be negative, not {self.error_latency_seconds!r}"
+            )
 
     @classmethod
     def from_json(cls, document: object) -> Faults:
@@ -80,7 +112,14 @@ class Faults:
                     isinstance(value, list) and all(isinstance(item, str) for item in value)
                 ):
                     raise ValueError(f"{name} must be a list of strings or null")
-            elif name in ("retry_after_seconds", "outage_seconds") and value is None:
+            elif name == "redirect_url":
+                if not isinstance(value, str) or not value:
+                    raise ValueError("redirect_url must be a URL or a path")
+            elif value is None and name in (
+                "retry_after_seconds",
+                "outage_seconds",
+                "long_retry_after_status",
+            ):
                 continue
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, not {value!r}")
@@ -106,6 +145,14 @@ class FaultDraw:
     runtime_offline: bool = False
     runtime_unreachable: bool = False
     error_body: str = "Error"  # "Error", "message" or "error.message": the form of an error body
+    # The request is one the faults are limited to (container_ids, routes): the long
+    # Retry-After answers are given only to those.
+    targeted: bool = False
+    surrogates: bool = False
+    hostile_token: bool = False
+    huge: bool = False
+    empty: bool = False
+    redirect: bool = False
 
 
 NO_FAULTS: Final = FaultDraw()
@@ -156,6 +203,8 @@ def draw_faults(
         error_body = "message"
     elif happens(faults.nested_error_body_rate):
         error_body = "error.message"
+    # The kinds added later are drawn after the older ones, so that a seed gives the same
+    # sequence as before to a run that uses only the older kinds.
     return FaultDraw(
         drop=drop,
         throttle=throttle,
@@ -176,4 +225,10 @@ def draw_faults(
             route_name in CONTAINER_ROUTES and happens(faults.runtime_unreachable_504_rate)
         ),
         error_body=error_body,
+        targeted=True,
+        surrogates=happens(faults.surrogate_rate),
+        hostile_token=route_name == "listener_status_query" and happens(faults.hostile_token_rate),
+        huge=happens(faults.huge_rate),
+        empty=happens(faults.empty_rate),
+        redirect=happens(faults.redirect_rate),
     )

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from .api import Answer, BoomiApi, Handler, error, reshape_error
 from .control import CONTROL_PREFIX, ControlApi
-from .faults import FaultDraw, Faults, draw_faults
+from .faults import NO_FAULTS, FaultDraw, Faults, draw_faults
 from .requestlog import LoggedRequest, RequestLog
 from .wire import BadRequest, parse_basic_auth, render_xml, wants_json
 from .world import LOCKOUT_AFTER, SimAccount, World
@@ -80,6 +80,7 @@ class Simulator(World):
             token_ttl_seconds=token_ttl_seconds,
         )
         self._faults = Faults()
+        self._retry_after_left = 0
         self._arrivals: dict[str, deque[float]] = {}
         self.request_counts: dict[str, int] = {}
         self.request_log = RequestLog()
@@ -103,6 +104,9 @@ class Simulator(World):
     def set_faults(self, faults: Faults) -> None:
         """Replace the faults in force; ``Faults()`` clears them."""
         self._faults = faults
+        self._retry_after_left = (
+            faults.long_retry_after_answers if faults.long_retry_after_status else 0
+        )
 
     def route_names(self) -> frozenset[str]:
         """The names of the API's routes, as request_counts and denied_routes use them."""
@@ -186,7 +190,7 @@ class Simulator(World):
             logged = self.request_log.arrived(
                 self._clock(), request.match_info["accountId"], request.method, route_name
             )
-            answer = await self._answer(request, route_name, handler, logged)
+            answer, draw = await self._answer(request, route_name, handler, logged)
             if answer is None:
                 self._count(request.method, route_name, "dropped")
                 logged.outcome = "dropped"
@@ -197,36 +201,42 @@ class Simulator(World):
                 return web.Response()
             self._count(request.method, route_name, str(answer.status))
             logged.outcome = str(answer.status)
-            return self._render(request, answer)
+            response = self._render(request, answer, draw)
+            if draw.huge and response.content_type == "application/json":
+                return await self._padded(request, response)
+            return response
 
         return endpoint
 
     async def _answer(
         self, request: web.Request, route_name: str, handler: Handler, logged: LoggedRequest
-    ) -> Answer | None:
-        """Auth, rate limit and faults around one API handler; None means drop the connection."""
+    ) -> tuple[Answer | None, FaultDraw]:
+        """Auth, rate limit and faults around one API handler; None means drop the connection.
+
+        Also returns the faults drawn, for those applied when the answer is rendered.
+        """
         if self._faults.outage_seconds is not None:
             # Nothing reaches Boomi: no rate limit, no sign-in, only a gateway's slow 504.
             await asyncio.sleep(self._faults.outage_seconds)
-            return error(504, OUTAGE)
+            return error(504, OUTAGE), NO_FAULTS
         account = self._accounts.get(request.match_info["accountId"])
         # The rate limit counts every request that reaches an account, authenticated or not,
         # as the account's budget is shared with everyone using it.
         if account is not None and not self._admit(account):
-            return self._throttled_answer()
+            return self._throttled_answer(), NO_FAULTS
         credentials = parse_basic_auth(request.headers.get("Authorization", ""))
         if credentials is None:
-            return error(401, "Authentication required: send HTTP Basic credentials.")
+            return error(401, "Authentication required: send HTTP Basic credentials."), NO_FAULTS
         if account is None:
-            return error(403, ACCESS_DENIED)
+            return error(403, ACCESS_DENIED), NO_FAULTS
         user = self.sign_in(account, *credentials)
         if user is None or route_name in user.denied_routes:
-            return error(403, ACCESS_DENIED)
+            return error(403, ACCESS_DENIED), NO_FAULTS
         body = await request.read()
         logged.container_id = self._api.container_of(route_name, account, body, request)
         draw = draw_faults(self._faults, self._rng, route_name, lambda: logged.container_id)
         answer = await self._faulted(request, account, body, draw, handler)
-        return None if answer is None else reshape_error(answer, draw.error_body)
+        return (None if answer is None else reshape_error(answer, draw.error_body)), draw
 
     async def _faulted(
         self,
@@ -239,14 +249,17 @@ class Simulator(World):
         """The drawn faults, then the handler; None means drop the connection."""
         if draw.drop:
             return None
-        if draw.throttle:
-            return self._throttled_answer()
-        if draw.error_status is not None:
-            return error(draw.error_status, "Internal error; please retry later.")
-        if draw.runtime_unreachable:
-            return error(504, RUNTIME_UNREACHABLE)
+        failure = self._failure(draw)
+        if failure is not None:
+            if self._faults.error_latency_seconds > 0:
+                await asyncio.sleep(self._faults.error_latency_seconds)
+            return failure
         if draw.malformed:
             return Answer(200, raw_json=_TRUNCATED_JSON)
+        if draw.empty:
+            return Answer(200)
+        if draw.redirect:
+            return Answer(302, location=self._faults.redirect_url)
         if draw.delay_seconds > 0:
             await asyncio.sleep(draw.delay_seconds)
         try:
@@ -255,11 +268,33 @@ class Simulator(World):
             answer = error(400, str(exc))
         return dataclasses.replace(answer, force_xml=draw.xml)
 
-    def _render(self, request: web.Request, answer: Answer) -> web.Response:
+    def _failure(self, draw: FaultDraw) -> Answer | None:
+        """The 5xx or 503 the faults put in place of the answer, if any."""
+        if draw.targeted and self._retry_after_left > 0:
+            self._retry_after_left -= 1
+            status = self._faults.long_retry_after_status or 503
+            answer = self._throttled_answer() if status == 503 else error(status, "Bad gateway.")
+            return dataclasses.replace(answer, retry_after=self._faults.long_retry_after_seconds)
+        if draw.throttle:
+            return self._throttled_answer()
+        if draw.error_status is not None:
+            return error(draw.error_status, "Internal error; please retry later.")
+        if draw.runtime_unreachable:
+            return error(504, RUNTIME_UNREACHABLE)
+        return None
+
+    def _render(
+        self, request: web.Request, answer: Answer, draw: FaultDraw = NO_FAULTS
+    ) -> web.Response:
         headers: dict[str, str] = {}
-        if answer.status == 503 and self._faults.retry_after_seconds is not None:
+        retry_after = answer.retry_after
+        if retry_after is None and answer.status == 503:
+            retry_after = self._faults.retry_after_seconds
+        if retry_after is not None:
             # Fractional seconds are not HTTP, but let tests retry fast; clients parse floats.
-            headers["Retry-After"] = f"{self._faults.retry_after_seconds:g}"
+            headers["Retry-After"] = f"{retry_after:g}"
+        if answer.location is not None:
+            headers["Location"] = answer.location
         if answer.status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="Boomi Platform API"'
         if answer.raw_json is not None:
@@ -272,9 +307,11 @@ class Simulator(World):
         if answer.body is None:
             return web.Response(status=answer.status, headers=headers)
         if wants_json(request.headers.get("Accept", "")) and not answer.force_xml:
+            body = _with_surrogates(answer.body) if draw.surrogates else answer.body
+            text = json.dumps(body)
             return web.Response(
                 status=answer.status,
-                text=json.dumps(answer.body),
+                text=text,
                 content_type="application/json",
                 headers=headers,
             )
@@ -284,6 +321,30 @@ class Simulator(World):
             content_type="application/xml",
             headers=headers,
         )
+
+    async def _padded(self, request: web.Request, response: web.Response) -> web.StreamResponse:
+        """The answer followed by whitespace up to huge_bytes: still valid JSON, only too big.
+
+        Streamed with its Content-Length, so that neither side need hold it, and abandoned
+        when the client stops reading.
+        """
+        body = response.body if isinstance(response.body, bytes) else b""
+        total = max(len(body), self._faults.huge_bytes)
+        stream = web.StreamResponse(status=response.status)
+        stream.content_type = response.content_type
+        stream.content_length = total
+        await stream.prepare(request)
+        try:
+            await stream.write(body)
+            left = total - len(body)
+            padding = b" " * min(left, 2**20)
+            while left > 0:
+                await stream.write(padding[:left])
+                left -= len(padding)
+            await stream.write_eof()
+        except ConnectionError:
+            pass  # the client hung up, as a bounded one does
+        return stream
 
     def _count(self, method: str, route_name: str, outcome: str) -> None:
         key = f"{method} {route_name} {outcome}"
@@ -303,6 +364,20 @@ class Simulator(World):
             return False
         arrivals.append(now)
         return True
+
+
+def _with_surrogates(node: object) -> object:
+    """A copy of an answer body whose "name" strings end in half an emoji (a lone surrogate)."""
+    if isinstance(node, dict):
+        return {
+            key: value + "\ud83d"
+            if key == "name" and isinstance(value, str)
+            else _with_surrogates(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_with_surrogates(item) for item in node]
+    return node
 
 
 async def serve(
