@@ -91,6 +91,8 @@ async def start(tmp_path: Path) -> AsyncIterator[StartReloadable]:
 
     async def start(document: dict[str, Any]) -> Reloadable:
         path = tmp_path / "config.yaml"
+        # Each test its own remediation ledger, never the working directory's data/.
+        document = {"storage": {"path": str(tmp_path / "data")}} | document
         path.write_text(yaml.safe_dump(document))
         exporter = Exporter(load_config(path), config_path=path)
         port = await exporter.start("127.0.0.1", 0)
