@@ -32,6 +32,9 @@ segments are joined, each piece holds a view into them rather than its own copy,
 listener families are held once, not twice (10 MB at 10,000 listeners). A body is served as
 its chunks (`Exposition`): the cached parts and the fresh tail, never copied into one per scrape.
 Caches of containers that are no longer tracked are dropped.
+
+Over 500 lines: the metric names and the renderer's caches of their text are one contract;
+the body's chunks (exposition.py) and content negotiation (negotiation.py) are out already.
 """
 
 from __future__ import annotations

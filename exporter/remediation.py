@@ -10,6 +10,9 @@ have put it (verify-after); the entry gets its final outcome. No ledger, no acti
 the ledger cannot record is `rejected` ("ledger unavailable"). Every outcome is counted in
 `boomi_remediation_actions_total` and logged with the alert's fingerprint.
 
+A little over 500 lines: the pure triage and the worker it feeds are kept side by side; the
+payload models (webhook_payload.py) and the ledger (ledger/) are already out.
+
 Label values in that counter come only from configured accounts and containers and from
 listeners the poller has seen, so a hostile payload cannot create series.
 """

@@ -5,6 +5,10 @@ limiter (the account's request budget, shared by the poller and remediation), re
 backoff and jitter, and request instrumentation. The shapes of what it sends and reads are in
 `exporter.boomi.shapes`, when to look for a result in `exporter.boomi.delays`, and whether a
 request may go out at all, after rejected credentials, in `exporter.boomi.credentials`.
+
+Over 500 lines on purpose: one class whose request engine (`_request`, `_attempt`, `_send`)
+and one method per Boomi call read together; the shapes, delays, credentials, transport and
+answer bounds already live in their own modules.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ the owner's.
 
 Nothing secret goes in: only the fields of `Decision`, each cut to a bound and stripped of
 control characters.
+
+A few lines over 500: the owner lock, the schema checks and every query the guards need are
+one transaction-aware unit.
 """
 
 from __future__ import annotations

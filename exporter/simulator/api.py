@@ -6,6 +6,8 @@ changeListenerStatus, Atom, Process, Environment and EnvironmentAtomAttachment q
 paging, and Process/bulk. Handlers are
 synchronous, so nothing interleaves while the world is read or changed; auth, the rate limit
 and faults are applied around them by the server.
+
+A little over 500 lines: one handler per Boomi call, next to the route table that lists them.
 """
 
 from __future__ import annotations

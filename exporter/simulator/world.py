@@ -8,6 +8,9 @@ and the user is locked after ``lockout_after`` of them (six, as in Boomi), so th
 right password is refused until someone unlocks it. The listener actions and statuses are the
 simulator's own deliberate copy of docs/boomi-api.md, not the client's: the fake must not share
 the client's beliefs.
+
+A little over 500 lines: accounts, containers, listeners, environments and users are one world
+that actions change together.
 """
 
 from __future__ import annotations
