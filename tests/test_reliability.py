@@ -20,6 +20,7 @@ import random
 import signal
 import sys
 import time
+import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -252,7 +253,20 @@ class LogWatch(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.exc_info or any(marker in message for marker in UNHANDLED_MARKERS):
-            self.problems.append(f"log {record.name} {record.levelname}: {message[:300]}")
+            # The exception and where it was raised, so a rare one can be found from the report.
+            where = ""
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                frames = traceback.extract_tb(exc.__traceback__)[-2:]
+                where = (
+                    f" [{type(exc).__name__}: {str(exc)[:120]} at "
+                    + ", ".join(
+                        f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
+                        for frame in frames
+                    )
+                    + "]"
+                )
+            self.problems.append(f"log {record.name} {record.levelname}: {message[:300]}{where}")
 
 
 def check_scrape(
