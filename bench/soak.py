@@ -36,6 +36,11 @@ def main() -> int:
     parser.add_argument(
         "--no-trace", action="store_true", help="skip tracemalloc (RSS only, less overhead)"
     )
+    parser.add_argument(
+        "--long-retry-after",
+        action="store_true",
+        help="make the first answer a 503 with Retry-After: 86400 (see SoakSettings)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the report as JSON")
     args = parser.parse_args()
     settings = SoakSettings(
@@ -46,6 +51,7 @@ def main() -> int:
         fault_rate=args.fault_rate,
         seed=args.seed,
         trace_memory=not args.no_trace,
+        long_retry_after=args.long_retry_after,
     )
     print(f"machine: {platform.platform()}, Python {platform.python_version()}", flush=True)
     report = asyncio.run(run_soak(settings, progress=lambda line: print(line, flush=True)))

@@ -198,3 +198,17 @@ async def test_a_closed_client_does_not_open_a_new_session(
     await client.close()
     with pytest.raises(ApiError, match="client was replaced"):
         await client.query_listener_status(sim_server.container_ids()[0])
+
+
+async def test_a_huge_answer_to_a_client_that_gave_up_logs_nothing_in_the_simulator(
+    sim_server: SimServer, make_client: Callable[..., BoomiClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The answer comes after the client's timeout: the simulator finds the connection closed.
+    client = make_client(request_timeout_seconds=0.1, retry=RetryPolicy(attempts=1))
+    sim_server.sim.set_faults(
+        Faults(slow_rate=1.0, slow_seconds=0.3, huge_rate=1.0, routes=["atom_query"])
+    )
+    with pytest.raises(ApiError, match="timed out"):
+        await client.query_atoms()
+    await asyncio.sleep(0.5)  # the simulator's handler wakes up and finds the client gone
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp") and r.exc_info]

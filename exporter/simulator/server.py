@@ -333,8 +333,9 @@ class Simulator(World):
         stream = web.StreamResponse(status=response.status)
         stream.content_type = response.content_type
         stream.content_length = total
-        await stream.prepare(request)
         try:
+            # The client may be gone already (its timeout ran out during a slow fault).
+            await stream.prepare(request)
             await stream.write(body)
             left = total - len(body)
             padding = b" " * min(left, 2**20)
@@ -343,7 +344,7 @@ class Simulator(World):
                 left -= len(padding)
             await stream.write_eof()
         except ConnectionError:
-            pass  # the client hung up, as a bounded one does
+            pass  # the client hung up, as a bounded one does, or had already
         return stream
 
     def _count(self, method: str, route_name: str, outcome: str) -> None:
