@@ -37,9 +37,15 @@ def main() -> int:
         "--no-trace", action="store_true", help="skip tracemalloc (RSS only, less overhead)"
     )
     parser.add_argument(
-        "--long-retry-after",
+        "--no-long-retry-after",
         action="store_true",
-        help="make the first answer a 503 with Retry-After: 86400 (see SoakSettings)",
+        help="leave out the first answer's 503 with Retry-After: 86400 (see SoakSettings)",
+    )
+    parser.add_argument(
+        "--error-latency",
+        type=float,
+        default=defaults.error_latency_seconds,
+        help="seconds every 5xx and 503 answer waits (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="also print the report as JSON")
     args = parser.parse_args()
@@ -51,7 +57,8 @@ def main() -> int:
         fault_rate=args.fault_rate,
         seed=args.seed,
         trace_memory=not args.no_trace,
-        long_retry_after=args.long_retry_after,
+        long_retry_after=not args.no_long_retry_after,
+        error_latency_seconds=args.error_latency,
     )
     print(f"machine: {platform.platform()}, Python {platform.python_version()}", flush=True)
     report = asyncio.run(run_soak(settings, progress=lambda line: print(line, flush=True)))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -49,6 +51,18 @@ class SimServer:
     def count(self, key_prefix: str) -> int:
         """Requests served whose "METHOD route STATUS" key starts with this prefix."""
         return sum(n for key, n in self.sim.request_counts.items() if key.startswith(key_prefix))
+
+
+@pytest.fixture(autouse=True)
+def _no_ledger_in_the_working_directory() -> Iterator[None]:
+    """A test that leaves the default storage path (./data) behind fails: it wrote where a user's
+    checkout keeps nothing, and the next test's daemon would find its ledger there."""
+    data = Path("data")
+    existed = data.exists()
+    yield
+    if not existed and data.exists():
+        shutil.rmtree(data)
+        pytest.fail("the test wrote ./data: give its daemon a storage path under tmp_path")
 
 
 @pytest.fixture

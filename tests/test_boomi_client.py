@@ -226,8 +226,9 @@ async def test_503_storm_is_retried_and_recovers(
 
 async def test_permanent_503_raises_rate_limited(make_sim: Callable[..., Simulator]) -> None:
     async with on_fake_time(make_sim) as (sim_server, client):
-        # Longer than any back-off of FAST_RETRY's first attempts, so it is the wait that shows.
-        sim_server.sim.set_faults(Faults(throttle_rate=1.0, retry_after_seconds=0.5))
+        # Longer than any back-off of FAST_RETRY's first attempts (at most 0.08 s), so it is the
+        # wait that shows, and within its max_delay (0.2 s), which caps a Retry-After (issue 19).
+        sim_server.sim.set_faults(Faults(throttle_rate=1.0, retry_after_seconds=0.15))
         with pytest.raises(RateLimited):
             await client.query_listener_status(sim_server.container_ids()[0])
     assert sim_server.count("POST listener_status_query 503") == 4  # RetryPolicy.attempts
@@ -235,7 +236,7 @@ async def test_permanent_503_raises_rate_limited(make_sim: Callable[..., Simulat
     # Retry-After honoured between attempts, no more and no less, on the simulator's (fake)
     # clock: the back-offs drawn are shorter, and the account waits out the pause, not longer.
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert gaps == [pytest.approx(0.5)] * 3
+    assert gaps == [pytest.approx(0.15)] * 3
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,8 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def start(document: dict[str, Any]) -> Daemon:
         path = tmp_path / "config.yaml"
+        # The remediation ledger under tmp_path, never in the working directory.
+        document = {"storage": {"path": str(tmp_path / "data")}} | document
         path.write_text(yaml.safe_dump(document))
         exporter = Exporter(load_config(path), config_path=path, secret_check_seconds=0.1)
         port = await exporter.start("127.0.0.1", 0)

@@ -198,7 +198,9 @@ async def start_tls_exporter(tmp_path: Path, certificates: Path) -> AsyncIterato
 
     async def start(config: Config) -> Running:
         web_config = write_tls_web_config(tmp_path / "web-config.yml", certificates)
-        exporter = Exporter(config, security=WebSecurity(web_config))
+        exporter = Exporter(
+            config, security=WebSecurity(web_config), storage_path=str(tmp_path / "data")
+        )
         port = await exporter.start("127.0.0.1", 0)
         trust = ssl.create_default_context(cafile=str(certificates / "ca.crt"))
         credentials = base64.b64encode(f"prometheus:{demo_scrape_password()}".encode()).decode()

@@ -395,9 +395,134 @@ async def test_polls_the_simulator_with_a_mounted_config_and_password_file(
 
 
 # -- the ledger across `docker restart` -------------------------------------------------------
-#
-# The last case of issue 17 lands with the ledger (issue 15): run the image with the storage
-# volume mounted, let it take a remediation decision (an Alertmanager webhook against a
-# listener the simulator reports errored), `docker restart` it, and show that the decision is
-# still in force after the restart (the cooldown still refuses a second restart). It belongs
-# here, built like the config case above: running() with a volume, the simulator on the host.
+
+LEDGER_VOLUME_TARGET = "/var/lib/boomi-listener-exporter/data"  # the image's VOLUME
+HOOK_TOKEN = "image-test-hook-token-5Rw"
+CHANGE_CALLS = "POST change_listener_status"
+
+
+def post_alert(port: int, container_id: str, listener_id: str) -> str:
+    """The outcome the webhook gives one firing alert for this listener."""
+    body = {
+        "version": "4",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": f"fp-{listener_id[:8]}",
+                "labels": {"container_id": container_id, "listener_id": listener_id},
+            }
+        ],
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhook/alertmanager",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {HOOK_TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response:
+        outcome: str = json.loads(response.read())["alerts"][0]["outcome"]
+    return outcome
+
+
+def ledger_entries(port: int) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads(get(f"http://127.0.0.1:{port}/api/v1/actions"))[
+        "actions"
+    ]
+    return entries
+
+
+@pytest.mark.parametrize("sim_server", [{"restart_delay_seconds": 0.1}], indirect=True)
+async def test_a_remediation_decision_survives_docker_restart_and_a_new_container(
+    image: str, sim_server: SimServer, tmp_path: Path
+) -> None:
+    """The ledger on the image's volume: a restart recorded by one run of the container is
+    still in force after `docker restart`, and in a new container on the same named volume
+    (an upgrade): the same alert gets "skipped_cooldown", and Boomi sees one call only."""
+    port = free_port()
+    listener = next(iter(sim_server.account.listeners.values()))
+    container_id, listener_id = listener.container_id, listener.listener_id
+    sim_server.sim.set_status(sim_server.account.account_id, listener_id, "errored")
+    config = {
+        "accounts": [
+            {
+                "account_id": sim_server.account.account_id,
+                "base_url": sim_server.base_url,
+                "username": sim_server.account.username,
+                "password_file": SECRET_PATH,
+                "max_requests_per_second": 20,
+                "containers": [{"id": c} for c in sim_server.container_ids()],
+            }
+        ],
+        "poll": {"interval_seconds": 1, "result_timeout_seconds": 5},
+        "web": {"listen_address": f"127.0.0.1:{port}"},
+        "remediation": {
+            "enabled": True,
+            "dry_run": False,
+            "auth": {"bearer_token": HOOK_TOKEN},
+            "cooldown_seconds": 3600,
+            "max_actions_per_hour": 10,
+            "verify_timeout_seconds": 60,
+        },
+    }
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    config_file.chmod(0o644)
+    secret_file = tmp_path / "boomi-password"
+    secret_file.write_text(sim_server.account.password, encoding="utf-8")
+    secret_file.chmod(0o644)
+    volume = f"ble-image-test-ledger-{os.getpid()}"
+    await asyncio.to_thread(docker, "volume", "create", volume)
+    mounts = (
+        "--volume",
+        f"{config_file}:{CONFIG_PATH}:ro",
+        "--volume",
+        f"{secret_file}:{SECRET_PATH}:ro",
+        "--volume",
+        f"{volume}:{LEDGER_VOLUME_TARGET}",
+    )
+
+    def ready() -> bool:
+        return bool(get(f"http://127.0.0.1:{port}/-/ready"))
+
+    def recorded(outcome: str) -> list[dict[str, Any]]:
+        return [
+            entry
+            for entry in ledger_entries(port)
+            if entry["listener_id"] == listener_id and entry["outcome"] == outcome
+        ]
+
+    try:
+        with contextlib.ExitStack() as stack:
+            first = await asyncio.to_thread(stack.enter_context, running(image, mounts))
+            await asyncio.to_thread(wait_until_running_and, first, ready, "/-/ready", 60)
+            assert await asyncio.to_thread(post_alert, port, container_id, listener_id) == "queued"
+            await asyncio.to_thread(
+                wait_until_running_and, first, lambda: recorded("recovered"), "recovered", 60
+            )
+            assert sim_server.count(CHANGE_CALLS) == 1
+
+            await asyncio.to_thread(docker, "restart", "--time", "30", first, timeout=90)
+            await asyncio.to_thread(wait_until_running_and, first, ready, "/-/ready again", 60)
+            assert inspect(first)["RestartCount"] == 0  # restarted by us, not by a crash
+            # The record is read back from the volume, and it is still in force.
+            assert await asyncio.to_thread(recorded, "recovered")
+            sim_server.sim.set_status(sim_server.account.account_id, listener_id, "errored")
+            outcome = await asyncio.to_thread(post_alert, port, container_id, listener_id)
+            assert outcome == "skipped_cooldown"
+            await asyncio.to_thread(stop_gracefully, first)
+
+        with contextlib.ExitStack() as stack:
+            second = await asyncio.to_thread(stack.enter_context, running(image, mounts))
+            await asyncio.to_thread(wait_until_running_and, second, ready, "/-/ready", 60)
+            outcome = await asyncio.to_thread(post_alert, port, container_id, listener_id)
+            assert outcome == "skipped_cooldown"
+            await asyncio.to_thread(stop_gracefully, second)
+            logs = await asyncio.to_thread(docker, "logs", second)
+        # Neither run made a second call, though the listener is errored again.
+        assert sim_server.count(CHANGE_CALLS) == 1
+        assert sim_server.account.password not in logs.stdout + logs.stderr
+        assert HOOK_TOKEN not in logs.stdout + logs.stderr
+    finally:
+        await asyncio.to_thread(docker, "volume", "rm", "--force", volume, check=False)

@@ -78,10 +78,13 @@ class SoakSettings:
     # have seen this much, so that a busy machine makes the soak longer, never vacuous.
     min_scrapes: int = 60
     min_flips: int = 120
-    # The first answer a 503 with "Retry-After: a day" (issue 19). Off in CI until issue 13
-    # lands: the GETs it holds back to the end of their cycle teach a result delay close to
-    # the result timeout, and those containers then fail every cycle.
-    long_retry_after: bool = False
+    # The first answer a 503 with "Retry-After: a day" (issue 19): the account pauses for the
+    # retry policy's cap and its containers show down meanwhile. Before issue 19's item 1 the
+    # GETs it held back taught a result delay close to the result timeout, for good.
+    long_retry_after: bool = True
+    # Every 5xx and 503 answer this late (real time), under the request timeout: with the old
+    # result-delay learning, the estimate crept up to the result timeout (issue 19 item 1).
+    error_latency_seconds: float = 0.2
     freshness_slack_seconds: float = 1.5
 
 
@@ -154,7 +157,9 @@ class SoakReport:
         return "\n".join(lines)
 
 
-def faults_for(rate: float, *, long_retry_after: bool = False) -> Faults:
+def faults_for(
+    rate: float, *, long_retry_after: bool = False, error_latency_seconds: float = 0.0
+) -> Faults:
     """`rate` spread over every kind of fault the simulator has (issue 19's hostile ones too)."""
     share = rate / 12
     return Faults(
@@ -180,6 +185,7 @@ def faults_for(rate: float, *, long_retry_after: bool = False) -> Faults:
         empty_rate=share,
         redirect_rate=share,
         huge_rate=share / 10,
+        error_latency_seconds=error_latency_seconds,
     )
 
 
@@ -454,7 +460,11 @@ async def run_soak(
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
             sim.set_faults(
-                faults_for(settings.fault_rate, long_retry_after=settings.long_retry_after)
+                faults_for(
+                    settings.fault_rate,
+                    long_retry_after=settings.long_retry_after,
+                    error_latency_seconds=settings.error_latency_seconds,
+                )
             )
             flipper = asyncio.create_task(flip(), name="soak flipper")
             scraper = asyncio.create_task(scrape_loop(session, url), name="soak scraper")

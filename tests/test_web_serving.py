@@ -168,13 +168,15 @@ async def test_https_works_and_plain_http_does_not(sim_server: SimServer, site: 
     "sim_server", [{"containers": 1, "listeners_per_container": 1}], indirect=True
 )
 async def test_basic_auth_answers_401_401_200_and_the_probes_stay_open(
-    sim_server: SimServer, site: Site
+    sim_server: SimServer, site: Site, tmp_path: Path
 ) -> None:
     config = config_for(
         sim_server,
         remediation={"enabled": True, "dry_run": True, "auth": {"bearer_token": WEBHOOK_TOKEN}},
     )
-    exporter = Exporter(config, security=WebSecurity(site.tls_and_users()))
+    exporter = Exporter(
+        config, security=WebSecurity(site.tls_and_users()), storage_path=str(tmp_path / "data")
+    )
     async with serving(exporter) as port:
         base, client = f"https://127.0.0.1:{port}", site.client()
         answers = [
@@ -474,10 +476,12 @@ async def test_the_proxy_and_basic_auth_passwords_appear_in_no_log_page_or_metri
 # --- HTTPS for the demo and the simulator --------------------------------------------------------
 
 
-async def test_the_demo_serves_https_with_basic_auth_from_a_web_config_file(site: Site) -> None:
+async def test_the_demo_serves_https_with_basic_auth_from_a_web_config_file(
+    site: Site, tmp_path: Path
+) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0",
-        "--web.config.file", str(site.tls_and_users()),
+        "--web.config.file", str(site.tls_and_users()), "--storage.path", str(tmp_path / "data"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
