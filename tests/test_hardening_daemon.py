@@ -8,6 +8,7 @@ after SIGTERM or for OFFLINE runtimes, a fingerprint forging log lines, a lower-
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
 import json
 import logging
@@ -22,8 +23,9 @@ import yaml
 
 from exporter.config import load_config
 from exporter.daemon import Exporter
-from exporter.simulator import Faults
+from exporter.simulator import Faults, LoggedRequest
 from tests.conftest import ACCOUNT, INTERVAL, Running, SimServer
+from tests.sim_log import requests, wait_until
 
 TOKEN = "webhook-token-for-hardening"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -208,30 +210,54 @@ async def test_a_reload_keeps_discovered_containers_while_the_atom_query_fails(
 # -- item 6: a reload carries the rate-limit window over ---------------------------------------
 
 
-@pytest.mark.parametrize("sim_server", [{"rate_limit_rps": 5, "containers": 6}], indirect=True)
+def busiest_second(entries: list[LoggedRequest]) -> int:
+    """The most requests that arrived within one second of each other (simulator clock)."""
+    arrivals = [entry.at for entry in entries]
+    return max(
+        (bisect.bisect_right(arrivals, at + 1.0) - index for index, at in enumerate(arrivals)),
+        default=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "sim_server",
+    [{"rate_limit_rps": 5, "containers": 12, "result_delay_seconds": 0.0}],
+    indirect=True,
+)
 async def test_a_reload_that_replaces_the_client_keeps_the_accounts_request_window(
     sim_server: SimServer, start: StartReloadable
 ) -> None:
-    # Six containers polled every 0.4 s want far more than 5 requests/s: the budget is full.
+    # Twelve containers polled every 0.1 s want far more than 5 requests/s: the budget is full,
+    # and Boomi (the simulator) allows exactly 5 in any second, as the account's budget says.
     budget = {"max_requests_per_second": 5}
-    running = await start(document_for(sim_server, account=budget, result_timeout_seconds=5))
+    document = document_for(
+        sim_server, account=budget, result_timeout_seconds=5, interval_seconds=0.1
+    )
+    running = await start(document)
+    sim = sim_server.sim
     await running.wait_for(lambda s: any(up(s, c) == 1 for c in sim_server.container_ids()))
-    sim_server.sim.reset_counters()
-    await asyncio.sleep(1.0)
-    assert sim_server.sim.throttled == 0  # the exporter keeps to the budget on its own
+    # Wait until the old client has spent its whole window: 5 requests within the last second.
+    await wait_until(lambda: busiest_second(list(sim.request_log)[-5:]) == 5, "the budget spent")
+    before = list(sim.request_log)[-1].seq - 5
+    throttled_before = sim.throttled
     # New credentials (the API token of the same user) replace the account's client.
     rotated = budget | {
         "username": f"BOOMI_TOKEN.{sim_server.account.username}",
         "password": sim_server.account.api_token,
     }
     old_client = running.exporter.clients[ACCOUNT]
-    await running.reload(document_for(sim_server, account=rotated, result_timeout_seconds=5))
+    await running.reload(
+        document_for(sim_server, account=rotated, result_timeout_seconds=5, interval_seconds=0.1)
+    )
     assert running.exporter.clients[ACCOUNT] is not old_client
-    served_before = sum(sim_server.sim.request_counts.values())
-    await asyncio.sleep(2.0)
-    # The new client polled (restarted, every container's cycle at once) within the budget.
-    assert sum(sim_server.sim.request_counts.values()) >= served_before + 5
-    assert sim_server.sim.throttled == 0
+    reloaded = list(sim.request_log)[-1].seq
+    # The new client's first ten requests, with the old client's last five before them.
+    await wait_until(lambda: len(requests(sim, after=reloaded)) >= 10, "ten new requests")
+    window = requests(sim, after=before)[:15]
+    # Counted on the simulator's clock, as Boomi counts them: an empty new window sent the
+    # new client's first five at once, 10 within a second (and the simulator answered 503).
+    assert busiest_second(window) <= 5, [round(entry.at - window[0].at, 3) for entry in window]
+    assert sim.throttled == throttled_before
 
 
 # -- items 7 and 8, 9: remediation -------------------------------------------------------------
