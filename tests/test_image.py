@@ -330,12 +330,9 @@ def test_demo_runs_locked_down_becomes_healthy_as_uid_10001_and_stops_on_docker_
 SECRET = "s3cret-from-a-mounted-file-7Qx"
 
 
-@pytest.mark.parametrize("sim_server", [{"password": SECRET}], indirect=True)
-async def test_polls_the_simulator_with_a_mounted_config_and_password_file(
-    image: str, sim_server: SimServer, tmp_path: Path
-) -> None:
-    port = free_port()
-    containers = sim_server.container_ids()
+def write_config(tmp_path: Path, sim_server: SimServer, port: int, **sections: Any) -> Path:
+    """A config file for the image (readable by its user) that polls every container of the
+    simulator on the host, with the password in SECRET_PATH; `sections` adds e.g. remediation."""
     config = {
         "accounts": [
             {
@@ -344,15 +341,25 @@ async def test_polls_the_simulator_with_a_mounted_config_and_password_file(
                 "username": sim_server.account.username,
                 "password_file": SECRET_PATH,
                 "max_requests_per_second": 20,
-                "containers": [{"id": container_id} for container_id in containers],
+                "containers": [{"id": c} for c in sim_server.container_ids()],
             }
         ],
         "poll": {"interval_seconds": 1, "result_timeout_seconds": 5},
         "web": {"listen_address": f"127.0.0.1:{port}"},
-    }
+    } | sections
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     config_file.chmod(0o644)
+    return config_file
+
+
+@pytest.mark.parametrize("sim_server", [{"password": SECRET}], indirect=True)
+async def test_polls_the_simulator_with_a_mounted_config_and_password_file(
+    image: str, sim_server: SimServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    containers = sim_server.container_ids()
+    config_file = write_config(tmp_path, sim_server, port)
     # As the README asks: the secret is readable by the image's user, and by no one else where
     # the test may chown (as root); otherwise by everyone.
     secret_file = tmp_path / "boomi-password"
@@ -444,31 +451,15 @@ async def test_a_remediation_decision_survives_docker_restart_and_a_new_containe
     listener = next(iter(sim_server.account.listeners.values()))
     container_id, listener_id = listener.container_id, listener.listener_id
     sim_server.sim.set_status(sim_server.account.account_id, listener_id, "errored")
-    config = {
-        "accounts": [
-            {
-                "account_id": sim_server.account.account_id,
-                "base_url": sim_server.base_url,
-                "username": sim_server.account.username,
-                "password_file": SECRET_PATH,
-                "max_requests_per_second": 20,
-                "containers": [{"id": c} for c in sim_server.container_ids()],
-            }
-        ],
-        "poll": {"interval_seconds": 1, "result_timeout_seconds": 5},
-        "web": {"listen_address": f"127.0.0.1:{port}"},
-        "remediation": {
-            "enabled": True,
-            "dry_run": False,
-            "auth": {"bearer_token": HOOK_TOKEN},
-            "cooldown_seconds": 3600,
-            "max_actions_per_hour": 10,
-            "verify_timeout_seconds": 60,
-        },
+    remediation = {
+        "enabled": True,
+        "dry_run": False,
+        "auth": {"bearer_token": HOOK_TOKEN},
+        "cooldown_seconds": 3600,
+        "max_actions_per_hour": 10,
+        "verify_timeout_seconds": 60,
     }
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
-    config_file.chmod(0o644)
+    config_file = write_config(tmp_path, sim_server, port, remediation=remediation)
     secret_file = tmp_path / "boomi-password"
     secret_file.write_text(sim_server.account.password, encoding="utf-8")
     secret_file.chmod(0o644)
