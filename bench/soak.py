@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument(
         "--error-latency",
         type=float,
-        default=defaults.error_latency_seconds,
+        default=0.2,
         help="seconds every 5xx and 503 answer waits (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="also print the report as JSON")
